@@ -1,0 +1,40 @@
+# advfusion developer tasks. `make install` builds .venv; everything else runs inside it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed before the package so pip does not pull a multi-GB CUDA build on
+# machines without a GPU. TORCH_SPEC overrides it (e.g. TORCH_SPEC=torch on a GPU box).
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(HAS_GPU),1)
+TORCH_SPEC ?= torch>=2.4,<3
+else
+TORCH_SPEC ?= torch==2.13.0
+endif
+
+.PHONY: install test test-slow lint format clean
+
+install: $(BIN)/advfusion
+
+$(BIN)/advfusion: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m "slow"
+
+lint: install
+	$(BIN)/ruff check advfusion_cli tests
+	$(BIN)/ruff format --check advfusion_cli tests
+
+format: install
+	$(BIN)/ruff format advfusion_cli tests
+	$(BIN)/ruff check --fix advfusion_cli tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

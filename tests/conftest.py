@@ -1,0 +1,105 @@
+"""Shared test fixtures: tiny random models built from configs, and a CLI runner.
+
+Everything here is offline and CPU-only. Tiny models are built from a config (never
+downloaded) and saved to a temporary directory so the real `from_pretrained` path is used.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+# One tiny config per supported architecture family: 2 layers, hidden 32, vocab 128.
+TINY_CONFIGS: dict[str, dict] = {
+    "llama": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=128, max_position_embeddings=128,
+    ),
+    "qwen2": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=128, max_position_embeddings=128,
+    ),
+    "mistral": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=128, max_position_embeddings=128,
+    ),
+    "starcoder2": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=128, max_position_embeddings=128,
+    ),
+    "gpt_bigcode": dict(n_embd=32, n_inner=64, n_layer=2, n_head=4, vocab_size=128, n_positions=128),
+    "gpt_neox": dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=128, max_position_embeddings=128,
+    ),
+}
+
+
+def build_tiny_model(arch: str, seed: int = 0):
+    """A randomly initialised causal LM of the given architecture (model_type)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(arch, bos_token_id=1, eos_token_id=2, **TINY_CONFIGS[arch])
+    model = AutoModelForCausalLM.from_config(config)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Factory: save a tiny model of `arch` to disk once per session and return its path."""
+    cache: dict[str, Path] = {}
+
+    def make(arch: str = "llama") -> Path:
+        if arch not in cache:
+            path = tmp_path_factory.mktemp(f"tiny-{arch}")
+            build_tiny_model(arch).save_pretrained(path)
+            cache[arch] = path
+        return cache[arch]
+
+    return make
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """Run `advfusion ARGS` in-process through the real entry point (exit codes included)."""
+    from advfusion_cli.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+_ = sys  # keep import for helpers that monkeypatch argv
