@@ -1,0 +1,100 @@
+"""`advfusion data show`: rendered prompts/targets and the counts of a task's data."""
+
+from __future__ import annotations
+
+import typer
+
+from advfusion_cli.cli.app import app
+
+data_app = typer.Typer(help="Inspect task data: prompts, targets, counts, dropped records.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("show")
+def show(
+    task: str = typer.Option(
+        "commit-message", "--task", help="commit-message, code-generation or code-translation."
+    ),
+    source: str = typer.Option(
+        "testbed", "--source", help="'testbed', 'hub:<dataset id>' or a local file/folder."
+    ),
+    lang: list[str] = typer.Option(
+        None, "--lang", help="Target language(s), any spelling (repeat for several); default all."
+    ),
+    n: int = typer.Option(3, "-n", "--num", min=0, help="How many examples to print."),
+    split: str = typer.Option("train", "--split", help="Split to print examples from."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Stop at the first malformed record (file:line) instead of counting it.",
+    ),
+    plain: bool = typer.Option(False, "--plain", help="Print examples as plain text, no panels."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", help="Tokenizer (path or hub id): also count prompts cut and dropped."
+    ),
+    max_prompt_tokens: int = typer.Option(4096, help="Prompt budget for --tokenizer."),
+    max_target_tokens: int = typer.Option(4096, help="Target budget for --tokenizer."),
+    max_total_tokens: int = typer.Option(8192, help="Prompt + target budget for --tokenizer."),
+) -> None:
+    """Print N rendered examples of one split and a table of counts per language and split."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from advfusion_cli.data import load_task
+    from advfusion_cli.data.splits import canonical_split
+    from advfusion_cli.data.stats import stats_tables
+    from advfusion_cli.errors import UserError
+
+    wanted = canonical_split(split)
+    data = load_task(task, source, lang or None, "all", strict=strict)
+    examples = data.split(wanted)
+    if not examples:
+        present = ", ".join(data.stats.splits_present())
+        raise UserError(
+            f"Split '{wanted}' has no {task} examples in {source} (present: {present})."
+        )
+
+    if tokenizer:
+        _count_truncation(
+            tokenizer,
+            examples,
+            data.stats,
+            max_prompt_tokens=max_prompt_tokens,
+            max_target_tokens=max_target_tokens,
+            max_total_tokens=max_total_tokens,
+        )
+
+    console = Console(highlight=False)
+    for example in examples[:n]:
+        title = f"{example.id} · {example.language} · {example.split}"
+        if example.source_language:
+            title += f" · from {example.source_language}"
+        if plain:
+            console.print(f"=== {title}", markup=False)
+            console.print("--- prompt", markup=False)
+            console.out(example.prompt, end="")
+            console.print("--- target", markup=False)
+            console.out(example.target)
+        else:
+            console.print(
+                Panel(Text(example.prompt), title=f"prompt · {title}", title_align="left")
+            )
+            console.print(Panel(Text(example.target), title="target", title_align="left"))
+    for table in stats_tables(data.stats):
+        console.print(table)
+
+
+def _count_truncation(name: str, examples, stats, **budgets: int) -> None:
+    """Encode the shown split so the tables report prompts cut and examples dropped."""
+    from transformers import AutoTokenizer
+
+    from advfusion_cli.data.encoding import encode_examples
+    from advfusion_cli.errors import UserError
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise UserError(f"Could not load tokenizer '{name}': {err}".splitlines()[0]) from err
+    trainable = [e for e in examples if e.target]  # problem-only rows have nothing to train on
+    encode_examples(loaded, trainable, stats=stats, **budgets)

@@ -1,0 +1,165 @@
+"""Commit message generation on CommitPackFT: a unified diff in, the commit subject out.
+
+Prompt and diff follow the authors' `cmg_processor` (Amirresm/advfusion-cllm,
+src/dataset/custom_processors.py): `difflib.unified_diff` over `str.splitlines()` (no line
+ends kept) with `lineterm=""`, joined by "\n", inside a fixed instruction; target `subject`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from advfusion_cli.data.languages import commitpack_config, normalize_language
+from advfusion_cli.data.records import (
+    Diagnostics,
+    RecordError,
+    TaskExample,
+    optional_str,
+    require_str,
+)
+from advfusion_cli.data.sources import RawRow, files_in, iter_rows
+from advfusion_cli.data.splits import DEFAULT_FRACTIONS, check_fractions, split_by_repository
+from advfusion_cli.data.stats import DataStats
+from advfusion_cli.data.tasks.base import LoadRequest, TaskSpec
+
+NAME = "commit-message"
+PROMPT_HEAD = "Based on the change given, only write commit message.\n### Diff:\n"
+PROMPT_TAIL = "\n### Commit Message:\n"
+_REQUIRED = ("commit", "old_file", "new_file", "old_contents", "new_contents", "subject", "lang")
+
+
+@dataclass(frozen=True)
+class CommitMessageOptions:
+    seed: int = 0  # seeds the repository-grouped train/validation/test split
+    split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "split_fractions", check_fractions(self.split_fractions))
+
+
+def render_diff(old_file: str, new_file: str, old_contents: str, new_contents: str) -> str:
+    """The unified diff exactly as the authors build it (no trailing newline)."""
+    lines = difflib.unified_diff(
+        old_contents.splitlines(),
+        new_contents.splitlines(),
+        fromfile=old_file,
+        tofile=new_file,
+        lineterm="",
+    )
+    return "\n".join(lines)
+
+
+def render_prompt(diff: str) -> tuple[str, tuple[int, int]]:
+    """The prompt around `diff`, and the diff's character span (the part truncation may cut)."""
+    start = len(PROMPT_HEAD)
+    return PROMPT_HEAD + diff + PROMPT_TAIL, (start, start + len(diff))
+
+
+def hub_patterns(request: LoadRequest, options: CommitMessageOptions) -> list[str]:
+    if request.languages is None:
+        return ["data/*/*"]
+    return [f"data/{commitpack_config(lang)}/*" for lang in sorted(request.languages)]
+
+
+def _language_folders(root: Path) -> list[tuple[str | None, list[Path]]]:
+    """(language of the folder or None when unknown, its row files), for root in any layout."""
+    if root.is_file():
+        return [(None, [root])]
+    base = root / "data" if (root / "data").is_dir() else root
+    folders = [
+        (normalize_language(d.name), files_in(d))
+        for d in sorted(base.iterdir())
+        if d.is_dir() and files_in(d)
+    ]
+    folders = [(lang, files) for lang, files in folders if lang is not None]
+    if not folders and files_in(base):  # a single config folder given directly
+        folders = [(None, files_in(base))]
+    return folders
+
+
+def _parse(row: RawRow) -> tuple[str, dict]:
+    data = row.data
+    fields = {name: require_str(data, name) for name in _REQUIRED}
+    if not fields["subject"].strip():
+        raise RecordError("empty target")
+    language = normalize_language(fields["lang"])
+    if language is None:
+        raise RecordError(f"unknown language '{fields['lang']}'")
+    repos = [r.strip() for r in optional_str(data, "repos").split(",") if r.strip()]
+    diff = render_diff(
+        fields["old_file"], fields["new_file"], fields["old_contents"], fields["new_contents"]
+    )
+    prompt, span = render_prompt(diff)
+    return language, {
+        "id": fields["commit"],
+        "prompt": prompt,
+        "target": fields["subject"],
+        "meta": {
+            "inner_span": span,
+            "commit": fields["commit"],
+            "repos": repos,
+            "license": optional_str(data, "license"),
+            "file": str(row.file),
+            "line": row.line,
+        },
+    }
+
+
+def read(
+    root: Path,
+    request: LoadRequest,
+    options: CommitMessageOptions,
+    diagnostics: Diagnostics,
+    stats: DataStats,
+) -> list[TaskExample]:
+    by_language: dict[str, list[dict]] = defaultdict(list)
+    for folder_language, files in _language_folders(root):
+        if folder_language is not None and not request.wants(folder_language):
+            continue  # skip whole configs that were not asked for
+        for path in files:
+            for row in iter_rows(path, diagnostics):
+                try:
+                    language, parsed = _parse(row)
+                except RecordError as err:
+                    diagnostics.malformed(err, row.where)
+                    continue
+                if request.wants(language):
+                    by_language[language].append(parsed)
+
+    examples: list[TaskExample] = []
+    for language in sorted(by_language):
+        items = by_language[language]
+        splits, method = split_by_repository(
+            items,
+            repos_of=lambda item: item["meta"]["repos"] or [item["meta"]["commit"]],
+            unit_of=lambda item: item["meta"]["commit"],
+            fractions=options.split_fractions,
+            seed=options.seed,
+        )
+        stats.split_method[language] = method
+        for item, split in zip(items, splits, strict=True):
+            meta = {"split": split, **item["meta"]}
+            examples.append(
+                TaskExample(
+                    id=item["id"],
+                    task=NAME,
+                    language=language,
+                    prompt=item["prompt"],
+                    target=item["target"],
+                    meta=meta,
+                )
+            )
+    return examples
+
+
+SPEC = TaskSpec(
+    name=NAME,
+    summary="CommitPackFT: unified diff -> commit subject",
+    hub_id="bigcode/commitpackft",
+    options=CommitMessageOptions,
+    hub_patterns=hub_patterns,
+    read=read,
+)
