@@ -1,0 +1,328 @@
+"""The job spec: one pydantic tree (model, data, method, training, output) read from YAML.
+
+Defaults are the embedded default's settings (the shipped tiny model on the testbed data);
+the `paper` preset holds the authors' settings (reference section 4). Every key has a
+description: they feed `--help`, `docs/specs.md` and the error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from advfusion_cli.errors import UserError
+from advfusion_cli.spec import names
+from advfusion_cli.spec.base import StrictModel, key_error
+from advfusion_cli.spec.methods import (
+    AdapterFusionMethod,
+    AdvFusionMethod,
+    Budget,
+    MethodSpec,
+)
+from advfusion_cli.spec.presets import canonical_preset
+
+
+def _named(canonical):
+    """A before-validator mapping user spellings to a registry's canonical id."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the declared type reports the wrong type
+        try:
+            return canonical(value)
+        except UserError as err:
+            raise key_error("", names.lowercase_first(err)) from None
+
+    return BeforeValidator(check)
+
+
+TaskName = Annotated[
+    Literal["commit-message", "code-generation", "code-translation"], _named(names.canonical_task)
+]
+LanguageId = Annotated[str, _named(names.canonical_language)]
+SubsetName = Annotated[
+    Literal["MultilingualTrans", "NicheTrans", "LLMTrans"], _named(names.canonical_subset)
+]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+# Hugging Face repo ids: "name" or "owner/name" of letters, digits, '.', '_' and '-'.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+
+
+class ModelSpec(StrictModel):
+    """The base model and how it is loaded."""
+
+    name_or_path: str = Field(
+        names.EMBEDDED_MODEL,
+        min_length=1,
+        description=f"'{names.EMBEDDED_MODEL}' (the shipped tiny model), a hub id or a local path.",
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="Load the base in 4-bit NF4 or 8-bit (bitsandbytes), or not."
+    )
+    dtype: Dtype = Field(
+        "auto", description="Dtype of the base weights; auto = bfloat16 on CUDA, float32 on CPU."
+    )
+    double_quant: bool = Field(
+        False, description="4-bit only: also quantize the quantization constants."
+    )
+    compute_dtype: Dtype = Field(
+        "auto", description="Quantized only: dtype of the matmuls; auto = dtype's choice."
+    )
+    device_map: str | None = Field(
+        None, description="Passed to from_pretrained (e.g. 'auto'); null = one device."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass to save memory."
+    )
+    adapter_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Dtype of the trained modules; auto = float32."
+    )
+
+
+class DataSpec(StrictModel):
+    """Which task, where its data comes from, which languages, and how it is cut."""
+
+    task: TaskName = Field("code-translation", description="The task to train and evaluate.")
+    source: str = Field(
+        "testbed",
+        min_length=1,
+        description="'testbed' (generated offline), 'hub:<dataset id>' or a local folder/file.",
+    )
+    languages: list[LanguageId] = Field(
+        default_factory=lambda: list(names.TESTBED_LANGUAGES),
+        min_length=1,
+        description="Languages with an adapter each (the fusion's inputs); aliases accepted.",
+    )
+    target: LanguageId = Field(
+        names.TESTBED_TARGET,
+        description="The language whose data trains the fusion and which is evaluated.",
+    )
+    subset: SubsetName = Field(
+        "MultilingualTrans", description="code-translation only: the CodeTransOcean subset."
+    )
+    max_prompt_tokens: int = Field(384, ge=1, description="Prompts are cut to this many tokens.")
+    max_target_tokens: int = Field(256, ge=1, description="Targets are cut to this many tokens.")
+    max_total_tokens: int = Field(512, ge=2, description="Longest training sequence.")
+    loss_on: Literal["all", "target"] = Field(
+        "all", description="Training loss over prompt and target (authors), or target only."
+    )
+    max_train_records: int | None = Field(
+        None, ge=1, description="Use at most this many training records per language."
+    )
+    max_eval_records: int | None = Field(
+        None, ge=1, description="Use at most this many evaluation records per language."
+    )
+    split_seed: int = Field(0, description="Seed of splits the loader makes itself.")
+    exec_outcome_filter: bool = Field(
+        False, description="code-generation only: keep only solutions whose outcome is PASSED."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "testbed":
+            return "testbed"
+        if value.startswith("hub:"):
+            hub_id = value[len("hub:") :].strip()
+            if not hub_id:
+                raise key_error("", "'hub:' needs a dataset id, e.g. hub:bigcode/commitpackft")
+            if not HUB_ID.match(hub_id):
+                raise key_error("", f"'{hub_id}' is not a valid hub dataset id (owner/name)")
+            return f"hub:{hub_id}"
+        if not value:
+            raise key_error("", "must not be empty")
+        return value
+
+    @field_validator("languages")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for index, language in enumerate(value):
+            if language in seen:
+                raise key_error(f"[{index}]", f"'{language}' is listed twice")
+            seen.add(language)
+        return value
+
+    @property
+    def source_kind(self) -> Literal["testbed", "hub", "path"]:
+        if self.source == "testbed":
+            return "testbed"
+        return "hub" if self.source.startswith("hub:") else "path"
+
+    @property
+    def hub_id(self) -> str | None:
+        return self.source[len("hub:") :] if self.source_kind == "hub" else None
+
+
+class TrainingSpec(StrictModel):
+    """Optimisation settings; the budget applies to every training stage (each adapter,
+    the fusion; AdvFusion phases per `method.split_budget`)."""
+
+    lr: float = Field(5e-3, gt=0, description="Peak learning rate of adapters and LoRA.")
+    fusion_lr: float | None = Field(
+        1e-3, gt=0, description="Peak learning rate of fusion layers; null = lr."
+    )
+    scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="LR decay after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    epochs: float | None = Field(
+        None, gt=0, description="Stage length in epochs (or set max_steps)."
+    )
+    max_steps: int | None = Field(
+        150, gt=0, description="Stage length in optimizer steps (or set epochs)."
+    )
+    batch_size: int = Field(8, ge=1, description="Sequences per forward pass.")
+    grad_accum: int = Field(1, ge=1, description="Forward passes per optimizer step.")
+    eval_every_steps: int | None = Field(
+        50, gt=0, description="Evaluate every N steps (or set eval_every_epochs)."
+    )
+    eval_every_epochs: float | None = Field(
+        None, gt=0, description="Evaluate every fraction of an epoch, e.g. 0.2."
+    )
+    save_every_steps: int | None = Field(
+        50, gt=0, description="Checkpoint every N steps (or set save_every_epochs)."
+    )
+    save_every_epochs: float | None = Field(
+        None, gt=0, description="Checkpoint every fraction of an epoch, e.g. 0.2."
+    )
+    keep_best: bool = Field(
+        True, description="Reload the checkpoint with the lowest eval loss at stage end."
+    )
+    seed: int = Field(0, description="Seed of initialisation, shuffling and dropout.")
+    optimizer: Literal["auto", "adamw", "paged_adamw_32bit"] = Field(
+        "auto", description="auto = paged_adamw_32bit on CUDA, AdamW on CPU."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Autocast; auto = bf16 on CUDA with bf16 support, else fp32."
+    )
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the gradient norm to this; null = no clipping."
+    )
+
+    @model_validator(mode="after")
+    def _one_of_each_pair(self):
+        if self.epochs is None and self.max_steps is None:
+            raise key_error("max_steps", "set training.max_steps or training.epochs")
+        for first, second in EXCLUSIVE_TRAINING_KEYS:
+            if getattr(self, first) is not None and getattr(self, second) is not None:
+                raise key_error(second, f"set training.{first} or training.{second}, not both")
+        return self
+
+    @property
+    def budget(self) -> Budget:
+        if self.max_steps is not None:
+            return Budget(steps=self.max_steps)
+        return Budget(epochs=self.epochs)
+
+    def lr_for(self, stage: Literal["adapter", "fusion"]) -> float:
+        if stage == "fusion" and self.fusion_lr is not None:
+            return self.fusion_lr
+        return self.lr
+
+
+# Pairs where setting one key at a higher precedence level clears the other.
+EXCLUSIVE_TRAINING_KEYS: tuple[tuple[str, str], ...] = (
+    ("epochs", "max_steps"),
+    ("eval_every_epochs", "eval_every_steps"),
+    ("save_every_epochs", "save_every_steps"),
+)
+
+
+class OutputSpec(StrictModel):
+    """Where runs and adapters are written."""
+
+    workdir: Path = Field(
+        Path("advfusion-runs"), description="Folder of adapters and runs (created if missing)."
+    )
+    run_name: str | None = Field(
+        None, description="Name of the run folder; null = derived from task, method and target."
+    )
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_NAME.match(value):
+            raise key_error(
+                "",
+                f"'{value}' must start with a letter or digit and use only letters, digits, . _ -",
+            )
+        return value
+
+
+class JobSpec(StrictModel):
+    """A whole job: what to load, which data, which method, how to train, where to write."""
+
+    preset: str = Field(
+        "testbed", description="Named settings under the spec file: testbed or paper."
+    )
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The base model.")
+    data: DataSpec = Field(default_factory=DataSpec, description="Task and data.")
+    method: MethodSpec = Field(
+        default_factory=AdvFusionMethod, description="The adaptation method and its settings."
+    )
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Output locations.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_method(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "method" in data:
+            data = {**data, "method": normalize_method_block(data["method"])}
+        return data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        try:
+            return canonical_preset(value)
+        except UserError as err:
+            raise key_error("", names.lowercase_first(err)) from None
+
+    @model_validator(mode="after")
+    def _target_among_fused(self):
+        if self.is_fusion and self.data.target not in self.data.languages:
+            raise key_error(
+                "data.target",
+                f"'{self.data.target}' is not among data.languages "
+                f"({', '.join(self.data.languages)}); a fusion needs the target's adapter",
+            )
+        return self
+
+    @property
+    def is_fusion(self) -> bool:
+        return isinstance(self.method, AdapterFusionMethod | AdvFusionMethod)
+
+    def phase_budgets(self) -> tuple[Budget, ...]:
+        """Length of each fusion/adapter training phase: two for AdvFusion, else one."""
+        if isinstance(self.method, AdvFusionMethod):
+            return self.method.phase_budgets(self.training.budget)
+        return (self.training.budget,)
+
+
+def normalize_method_block(block: Any) -> Any:
+    """`advfusion-compacter` -> name advfusion + adapter_kind compacter; `method: lora` -> a
+    mapping. Unknown names raise a key error at method.name with did-you-mean."""
+    if isinstance(block, str):
+        block = {"name": block}
+    if not isinstance(block, dict) or not isinstance(block.get("name"), str):
+        return block
+    try:
+        name, implied = names.canonical_method(block["name"])
+    except UserError as err:
+        raise key_error("method.name", names.lowercase_first(err)) from None
+    for key, value in implied.items():
+        given = block.get(key)
+        if given is not None and given != value:
+            raise key_error(
+                f"method.{key}",
+                f"'{given}' contradicts method name '{block['name']}' (which implies '{value}')",
+            )
+    return {**block, "name": name, **implied}
