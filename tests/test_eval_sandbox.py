@@ -1,0 +1,646 @@
+"""Sandbox: per executable language a correct, a wrong and a looping program; hostile Python
+programs (memory bomb, output flood, escaping writes, secrets, fork bomb, network, signals)
+are contained and scored as failures; test bookkeeping and output normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from advfusion_cli.errors import UserError
+from advfusion_cli.evaluation import languages_exec, sandbox
+from advfusion_cli.evaluation.sandbox import Limits, outputs_match, run_program, run_tests
+
+EXECUTABLE = sandbox.executable_languages()
+INFO = sandbox.sandbox_info()
+
+# Sum the integers on stdin; WRONG adds one; LOOP never ends.
+SUM_PROGRAMS = {
+    "python": "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()){delta})\n",
+    "javascript": (
+        "const t = require('fs').readFileSync(0, 'utf8').split(/\\s+/).filter(Boolean)"
+        ".reduce((a, b) => a + Number(b), 0);\nconsole.log(t{delta});\n"
+    ),
+    "java": (
+        "import java.util.*;\n// public class Decoy in a comment must not name the file\n"
+        "public class Solution {\n  public static void main(String[] args) {\n"
+        "    Scanner in = new Scanner(System.in); long t = 0;\n"
+        "    while (in.hasNextLong()) t += in.nextLong();\n"
+        "    System.out.println(t{delta});\n  }\n}\n"
+    ),
+    "c": (
+        "#include <stdio.h>\nint main(void) { long a, t = 0;\n"
+        '  while (scanf("%ld", &a) == 1) t += a;\n  printf("%ld\\n", t{delta}); return 0; }\n'
+    ),
+    "cpp": (
+        "#include <iostream>\nint main() { long a, t = 0;\n"
+        "  while (std::cin >> a) t += a;\n  std::cout << t{delta} << std::endl; }\n"
+    ),
+    "go": (
+        'package main\nimport "fmt"\nfunc main() {\n  var a, t int64\n'
+        "  for { if _, err := fmt.Scan(&a); err != nil { break }; t += a }\n"
+        "  fmt.Println(t{delta})\n}\n"
+    ),
+    "ruby": "puts STDIN.read.split.map(&:to_i).sum{delta}\n",
+    "rust": (
+        "use std::io::Read;\nfn main() { let mut s = String::new();\n"
+        "  std::io::stdin().read_to_string(&mut s).unwrap();\n"
+        "  let t: i64 = s.split_whitespace().map(|x| x.parse::<i64>().unwrap()).sum();\n"
+        '  println!("{{}}", t{delta}); }}\n'
+    ),
+    "php": (
+        "<?php\n$t = 0;\nforeach (preg_split('/\\s+/', trim(stream_get_contents(STDIN))) as $x)"
+        ' { $t += (int)$x; }\necho $t{delta}, "\\n";\n'
+    ),
+}
+LOOP_PROGRAMS = {
+    "python": "while True:\n    pass\n",
+    "javascript": "for (;;) {}\n",
+    "java": "public class Main { public static void main(String[] a) { long i = 0; while (true) i++; } }\n",
+    "c": "int main(void) { volatile long i = 0; for (;;) i++; }\n",
+    "cpp": "int main() { volatile long i = 0; for (;;) i++; }\n",
+    "go": "package main\nfunc main() { i := 0\n  for { i++ } }\n",
+    "ruby": "loop { }\n",
+    "rust": "fn main() { let mut i: u64 = 0; loop { i = std::hint::black_box(i + 1); } }\n",
+    "php": "<?php\nwhile (true) { }\n",
+}
+TESTS = [("1 2 3\n", ["6"]), ("40\n2\n", ["42\n"]), ("-5 5", ["0"])]
+
+
+def _program(language: str, delta: str) -> str:
+    template = SUM_PROGRAMS[language]
+    if language == "rust":
+        return template.replace("{delta}", delta).replace("{{", "{").replace("}}", "}")
+    return template.replace("{delta}", delta)
+
+
+def _needs(language: str):
+    return pytest.mark.skipif(not EXECUTABLE[language], reason=f"no {language} toolchain here")
+
+
+PER_LANGUAGE = [pytest.param(lang, marks=_needs(lang)) for lang in languages_exec.LANGUAGES]
+
+
+def test_every_canonical_language_has_programs_and_a_table_row():
+    assert set(SUM_PROGRAMS) == set(LOOP_PROGRAMS) == set(languages_exec.LANGUAGES)
+    assert languages_exec.LANGUAGES == (
+        "python", "javascript", "java", "c", "cpp", "go", "ruby", "rust", "php",
+    )  # fmt: skip
+    assert EXECUTABLE["python"] is True
+
+
+@pytest.mark.parametrize("language", PER_LANGUAGE)
+def test_correct_program_passes(language):
+    result = run_tests(language, _program(language, ""), TESTS)
+    assert result.status == "passed", result
+    assert (result.passed, result.n_passed, result.n_run, result.n_tests) == (True, 3, 3, 3)
+
+
+@pytest.mark.parametrize("language", PER_LANGUAGE)
+def test_wrong_program_fails(language):
+    result = run_tests(language, _program(language, " + 1"), TESTS)
+    assert not result.passed
+    assert result.status == "wrong_answer"
+    assert (result.n_passed, result.n_run) == (0, 1)  # stops at the first failure
+    assert result.first_failure.index == 0
+    assert result.first_failure.stdout.strip() == "7"
+    assert result.first_failure.expected == ("6",)
+
+
+@pytest.mark.parametrize("language", PER_LANGUAGE)
+def test_infinite_loop_times_out(language):
+    start = time.monotonic()
+    result = run_program(language, LOOP_PROGRAMS[language], "", Limits(wall_seconds=1.0))
+    assert result.status == "timeout", result
+    # The compile step is not part of the wall limit; the run itself is cut at 1 s.
+    assert result.wall_time < 2.5
+    assert time.monotonic() - start < 30
+
+
+def test_cpu_limit_ends_a_busy_program_before_the_wall_clock():
+    limits = Limits(cpu_seconds=1, wall_seconds=8)
+    result = run_program("python", LOOP_PROGRAMS["python"], "", limits)
+    assert (result.status, result.returncode) == ("timeout", -signal.SIGXCPU)
+    assert result.wall_time < 6.0
+
+
+@pytest.mark.slow
+def test_a_program_catching_sigxcpu_is_killed_a_cpu_second_later():
+    source = (
+        "import signal\nsignal.signal(signal.SIGXCPU, lambda *_: None)\nwhile True:\n    pass\n"
+    )
+    result = run_program("python", source, "", Limits(cpu_seconds=1, wall_seconds=8))
+    assert (result.status, result.returncode) == ("timeout", -signal.SIGKILL)
+
+
+def test_programs_keep_normal_signal_semantics():
+    # Inside the pid namespace the program is not pid 1, so default actions still apply.
+    result = run_program("python", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    assert (result.status, result.returncode) == ("runtime_error", -signal.SIGTERM)
+
+
+def test_sleeping_past_the_timeout():
+    result = run_program("python", "import time\ntime.sleep(60)\n", "", Limits(wall_seconds=1))
+    assert result.status == "timeout"
+    assert result.wall_time < 3.0
+
+
+def test_compile_error_and_unsupported():
+    if EXECUTABLE["c"]:
+        broken = run_tests("c", "int main( { return 0; }", TESTS)
+        assert broken.status == "compile_error"
+        assert broken.compile_result.status == "compile_error"
+        assert "error" in broken.compile_result.stderr
+        assert broken.n_run == 0
+    unknown = run_program("kotlin", "fun main() {}")
+    assert unknown.status == "unsupported" and "kotlin" in unknown.stderr
+
+
+def test_missing_toolchain_is_unsupported(monkeypatch):
+    monkeypatch.setattr(sandbox, "find_toolchain", lambda language: None)
+    result = run_program("ruby", "puts 1")
+    assert result.status == "unsupported"
+    assert "needs: ruby" in result.stderr
+
+
+def test_python_syntax_and_runtime_errors():
+    assert run_program("python", "def f(:\n").status == "runtime_error"
+    crashed = run_program("python", "raise SystemExit(3)")
+    assert (crashed.status, crashed.returncode) == ("runtime_error", 3)
+
+
+def test_run_all_tests_without_stopping():
+    source = "x = int(input())\nprint(x * 2)\n"
+    tests = [("1", ["2"]), ("2", ["5"]), ("3", ["6"]), ("oops", ["?"])]
+    result = run_tests("python", source, tests, stop_on_first_failure=False)
+    assert (result.n_passed, result.n_run, result.n_tests) == (2, 4, 4)
+    assert result.status == "wrong_answer"
+    assert result.first_failure.index == 1
+
+
+def test_stdin_larger_than_a_pipe_buffer_is_fed_completely():
+    numbers = " ".join(["1"] * 300_000)  # ~600 kB, far more than a 64 kB pipe
+    result = run_program("python", _program("python", ""), numbers)
+    assert (result.status, result.stdout.strip()) == ("ok", "300000")
+
+
+def test_exit_is_detected_without_pidfds(monkeypatch):
+    def unavailable(pid):
+        raise OSError("pidfd_open unavailable")
+
+    monkeypatch.setattr(os, "pidfd_open", unavailable)
+    assert run_tests("python", _program("python", ""), TESTS).passed
+    assert run_program("python", "while True: pass", "", Limits(wall_seconds=1)).status == "timeout"
+
+
+def test_program_that_ignores_stdin():
+    result = run_program("python", "print('hi')", "x" * 500_000)
+    assert (result.status, result.stdout) == ("ok", "hi\n")
+
+
+@pytest.mark.parametrize(
+    ("actual", "accepted", "expected"),
+    [
+        ("6\n", ["6"], True),
+        ("6   \n\n\n", ["6"], True),
+        ("1 2 \r\n3\r\n", ["1 2\n3"], True),
+        ("  6", ["6"], False),  # leading whitespace counts
+        ("1\n\n2", ["1\n2"], False),  # inner blank lines count
+        ("YES", ["yes", "YES"], True),  # any accepted output
+        ("", [""], True),
+    ],
+)
+def test_output_normalisation(actual, accepted, expected):
+    assert outputs_match(actual, accepted) is expected
+
+
+def test_java_main_class_detection():
+    assert languages_exec.java_main_class("public class Foo { }") == ("Foo", "Foo")
+    assert languages_exec.java_main_class(
+        "package a.b;\n/* public class Nope {} */\npublic final class Bar {}"
+    ) == ("a.b.Bar", "Bar")
+    assert languages_exec.java_main_class(
+        "class Helper {}\nclass Runner { public static void main(String[] a) {} }"
+    ) == ("Runner", "Main")
+    assert languages_exec.java_main_class("int x;") == ("Main", "Main")
+
+
+def test_language_aliases():
+    assert languages_exec.canonical_language("Python3") == "python"
+    assert languages_exec.canonical_language("C++") == "cpp"
+    assert languages_exec.canonical_language("node.js") == "javascript"
+    assert languages_exec.canonical_language("cobol") is None
+    with pytest.raises(UserError, match="Unknown language 'pyhton'. Did you mean 'python'"):
+        languages_exec.resolve_language("pyhton")
+
+
+def test_bad_limits_are_user_errors():
+    with pytest.raises(UserError, match="'memory_mb' must be positive"):
+        Limits(memory_mb=0)
+
+
+def test_sandbox_info_reports_each_layer():
+    for key in (
+        "network_isolated",
+        "filesystem_read_only",
+        "pid_namespace",
+        "process_limit",
+        "memory_limit",
+        "executable_languages",
+    ):
+        assert key in INFO
+    assert INFO["executable_languages"] == EXECUTABLE
+
+
+# ---- hostile Python programs -------------------------------------------------------------
+
+
+def test_memory_bomb_is_contained():
+    source = "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n"
+    result = run_program("python", source, "", Limits(memory_mb=128, wall_seconds=10))
+    assert result.status == "memory_limit", result
+    assert result.wall_time < 10
+
+
+def test_single_huge_allocation_is_refused():
+    result = run_program("python", "x = bytearray(8 * 10**9)\n", "", Limits(memory_mb=128))
+    assert result.status == "memory_limit"
+
+
+def test_output_flood_is_capped():
+    limits = Limits(max_output_bytes=100_000)
+    result = run_program("python", "while True:\n    print('x' * 1000)\n", "", limits)
+    assert result.status == "output_limit"
+    assert len(result.stdout) == 100_000
+
+
+def test_stderr_flood_is_capped():
+    source = "import sys\nwhile True:\n    sys.stderr.write('e' * 1000)\n"
+    result = run_program("python", source, "", Limits(max_output_bytes=50_000))
+    assert result.status == "output_limit"
+    assert len(result.stderr) <= 50_000
+
+
+def test_big_file_hits_the_file_size_limit():
+    source = "with open('big', 'wb') as f:\n    f.write(b'0' * (8 * 1024 * 1024))\nprint('done')\n"
+    result = run_program("python", source, "", Limits(file_size_mb=1))
+    assert result.status != "ok"
+    assert "done" not in result.stdout
+
+
+def test_writes_outside_the_run_directory_do_not_land(tmp_path, monkeypatch):
+    caller_cwd = tmp_path / "caller"
+    caller_cwd.mkdir()
+    monkeypatch.chdir(caller_cwd)
+    marker = f"escaped-{uuid.uuid4().hex}"
+    home = os.path.expanduser("~")
+    targets = [str(caller_cwd / marker), os.path.join(home, marker), f"/tmp/{marker}"]
+    source = textwrap.dedent(
+        f"""
+        import os
+        print(os.getcwd())
+        for path in {targets!r} + [os.path.expanduser("~/{marker}"), "../{marker}"]:
+            try:
+                with open(path, "w") as handle:
+                    handle.write("x")
+                print("wrote", os.path.abspath(path))
+            except OSError as error:
+                print("blocked", path, error.errno)
+        """
+    )
+    try:
+        result = run_program("python", source)
+        assert result.status == "ok", result
+        for path in targets:
+            assert not os.path.exists(path), f"sandbox wrote {path}"
+        run_dir = result.stdout.splitlines()[0]
+        assert not os.path.exists(run_dir)  # the run directory is removed afterwards
+        if INFO["filesystem_read_only"]:
+            # Only the run directory itself (~ is inside it) is writable.
+            wrote = [line for line in result.stdout.splitlines() if line.startswith("wrote")]
+            assert wrote == [f"wrote {run_dir}/{marker}"]
+    finally:
+        for path in targets:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def test_environment_secrets_are_not_visible(monkeypatch):
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    monkeypatch.setenv("ADVFUSION_FAKE_API_KEY", secret)
+    source = textwrap.dedent(
+        """
+        import os
+        print(sorted(os.environ.items()))
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    print(open(f"/proc/{entry}/environ", "rb").read())
+                except OSError:
+                    pass
+        """
+    )
+    result = run_program("python", source)
+    assert result.status == "ok"
+    assert "HOME" in result.stdout
+    assert secret not in result.stdout and secret not in result.stderr
+    assert "ADVFUSION_FAKE_API_KEY" not in result.stdout
+
+
+def _process_limit_enforced() -> bool:
+    return INFO["cgroup"] is not None or not INFO["running_as_root"]
+
+
+@pytest.mark.skipif(
+    not _process_limit_enforced(), reason="no process limit as root without cgroups"
+)
+def test_fork_bomb_is_contained():
+    marker = f"forkbomb-{uuid.uuid4().hex}"
+    source = f"import os\n# {marker}\nwhile True:\n    os.fork()\n"
+    result = run_program("python", source, "", Limits(max_processes=16, wall_seconds=3))
+    assert result.status in {"runtime_error", "timeout"}
+    assert result.wall_time < 6
+    time.sleep(0.2)
+    survivors = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if marker.encode() in handle.read():
+                        survivors.append(entry)
+            except OSError:
+                continue
+    assert survivors == []
+
+
+@pytest.mark.skipif(not INFO["network_isolated"], reason="no network namespace on this machine")
+def test_network_is_unreachable():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    source = textwrap.dedent(
+        f"""
+        import socket
+        s = socket.socket()
+        s.settimeout(2)
+        print("connect", s.connect_ex(("127.0.0.1", {port})))
+        """
+    )
+    try:
+        result = run_program("python", source)
+    finally:
+        server.close()
+    assert result.status == "ok"
+    assert "connect 0" not in result.stdout
+
+
+@pytest.mark.skipif(not INFO["pid_namespace"], reason="signals could reach outside processes")
+def test_signals_cannot_reach_outside_processes(tmp_path):
+    # A harmless signal (SIGWINCH) so that an escape could not hurt the machine either.
+    flag = tmp_path / "signalled"
+    watcher_source = textwrap.dedent(
+        f"""
+        import signal, sys, time
+        signal.signal(signal.SIGWINCH, lambda *_: open({str(flag)!r}, "w").close())
+        print("ready", flush=True)
+        time.sleep(30)
+        """
+    )
+    watcher = subprocess.Popen([sys.executable, "-c", watcher_source], stdout=subprocess.PIPE)
+    try:
+        assert watcher.stdout.readline().strip() == b"ready"
+        source = textwrap.dedent(
+            f"""
+            import os, signal
+            for pid in ({watcher.pid}, -1, {os.getpid()}):
+                try:
+                    os.kill(pid, signal.SIGWINCH)
+                    print("sent", pid)
+                except OSError as error:
+                    print("failed", pid, error.errno)
+            """
+        )
+        result = run_program("python", source)
+        time.sleep(0.3)
+        assert result.status == "ok", result
+        assert not flag.exists()
+        assert watcher.poll() is None
+    finally:
+        watcher.send_signal(signal.SIGKILL)
+        watcher.wait()
+
+
+@pytest.mark.skipif(
+    not (INFO["pid_namespace"] or INFO["cgroup"]), reason="setsid children escape a group kill"
+)
+def test_background_children_do_not_outlive_the_run():
+    marker = f"orphan-{uuid.uuid4().hex}"
+    source = textwrap.dedent(
+        f"""
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # {marker}"],
+                         start_new_session=True, stdout=subprocess.DEVNULL)
+        print("started")
+        """
+    )
+    result = run_program("python", source)
+    assert result.status == "ok"
+    time.sleep(0.2)
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if marker.encode() in handle.read():
+                        leftovers.append(entry)
+            except OSError:
+                continue
+    assert leftovers == []
+
+
+# ---- hostile programs in every executable language (slow tier) ---------------------------
+
+MEMORY_BOMBS = {
+    "python": "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n",
+    "javascript": "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1));\n",
+    "java": (
+        "import java.util.*;\npublic class Main { public static void main(String[] x) {\n"
+        "  List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n"
+    ),
+    "c": (
+        "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) {\n"
+        "  char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); } }\n"
+    ),
+    "cpp": (
+        "#include <vector>\n#include <cstring>\nint main() { std::vector<char*> v; for (;;) {\n"
+        "  char* p = new char[1 << 20]; std::memset(p, 1, 1 << 20); v.push_back(p); } }\n"
+    ),
+    "go": (
+        "package main\nfunc main() { var s [][]byte\n"
+        "  for { b := make([]byte, 1<<20); for i := range b { b[i] = 1 }; s = append(s, b) } }\n"
+    ),
+    "ruby": "a = []\nloop { a << ('x' * 10_000_000) }\n",
+    "rust": "fn main() { let mut v: Vec<Vec<u8>> = Vec::new(); loop { v.push(vec![1u8; 1 << 20]); } }\n",
+    "php": "<?php\n$a = [];\nwhile (true) { $a[] = str_repeat('x', 10000000); }\n",
+}
+OUTPUT_FLOODS = {
+    "python": "while True:\n    print('x' * 1000)\n",
+    # writeSync: process.stdout.write in a busy loop only queues, it never reaches the pipe.
+    "javascript": "const fs = require('fs');\nfor (;;) fs.writeSync(1, 'x'.repeat(1000) + '\\n');\n",
+    "java": 'public class Main { public static void main(String[] a) { while (true) System.out.println("x".repeat(1000)); } }\n',
+    "c": '#include <stdio.h>\nint main(void) { for (;;) puts("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }\n',
+    "cpp": "#include <iostream>\nint main() { for (;;) std::cout << std::string(1000, 'x') << '\\n'; }\n",
+    "go": 'package main\nimport "fmt"\nfunc main() { for { fmt.Println("xxxxxxxxxxxxxxxxxxxxxxxx") } }\n',
+    "ruby": "loop { puts 'x' * 1000 }\n",
+    "rust": 'fn main() { loop { println!("{}", "x".repeat(1000)); } }\n',
+    "php": "<?php\nwhile (true) { echo str_repeat('x', 1000), \"\\n\"; }\n",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", PER_LANGUAGE)
+def test_memory_bomb_in_every_language(language):
+    result = run_program(language, MEMORY_BOMBS[language], "", Limits(memory_mb=256))
+    # Native code that checks malloc's NULL exits on its own: a failure, not a memory_limit.
+    allowed = {"memory_limit", "runtime_error"} if language == "c" else {"memory_limit"}
+    assert result.status in allowed, result
+    assert result.wall_time < 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", PER_LANGUAGE)
+def test_output_flood_in_every_language(language):
+    result = run_program(language, OUTPUT_FLOODS[language], "", Limits(max_output_bytes=200_000))
+    assert result.status == "output_limit", result
+    assert len(result.stdout.encode()) <= 200_000
+
+
+# ---- the fallback without namespaces (machines where they are unavailable) ---------------
+
+
+@pytest.fixture
+def without_namespaces(monkeypatch):
+    import dataclasses
+
+    from advfusion_cli.evaluation import isolation
+
+    info, bases = isolation.isolation_plan()
+    degraded = dataclasses.replace(
+        info,
+        namespaces=False,
+        user_namespace=False,
+        network_isolated=False,
+        filesystem_read_only=False,
+        pid_namespace=False,
+    )
+    monkeypatch.setattr(isolation, "isolation_plan", lambda: (degraded, bases))
+    return degraded
+
+
+def test_fallback_still_limits_time_memory_and_output(without_namespaces):
+    assert run_tests("python", _program("python", ""), TESTS).passed
+    assert run_program("python", "while True: pass", "", Limits(wall_seconds=1)).status == "timeout"
+    bomb = run_program("python", MEMORY_BOMBS["python"], "", Limits(memory_mb=128))
+    assert bomb.status == "memory_limit"
+    flood = run_program("python", OUTPUT_FLOODS["python"], "", Limits(max_output_bytes=10_000))
+    assert flood.status == "output_limit"
+
+
+def test_fallback_scrubs_the_environment(without_namespaces, monkeypatch):
+    monkeypatch.setenv("ADVFUSION_FAKE_API_KEY", "fallback-secret")
+    result = run_program("python", "import os\nprint(dict(os.environ))")
+    assert result.status == "ok"
+    assert "fallback-secret" not in result.stdout
+
+
+@pytest.mark.skipif(INFO["cgroup"] is None, reason="needs per-run cgroups")
+def test_fallback_with_cgroups_contains_fork_bombs_and_stray_children(without_namespaces):
+    bomb = run_program(
+        "python",
+        "import os\nwhile True:\n    os.fork()\n",
+        "",
+        Limits(max_processes=16, wall_seconds=3),
+    )
+    assert bomb.status in {"runtime_error", "timeout"}
+    marker = f"fallback-orphan-{uuid.uuid4().hex}"
+    source = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)  # {marker}'],"
+        " start_new_session=True)\n"
+    )
+    assert run_program("python", source).status == "ok"
+    time.sleep(0.2)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    assert marker.encode() not in handle.read()
+            except OSError:
+                continue
+
+
+# ---- an unprivileged caller: the user-namespace path --------------------------------------
+
+_SYSTEM_PYTHON = "/usr/bin/python3"
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _can_run_as_nobody() -> bool:
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"):
+        return False
+    probe = subprocess.run(
+        ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         _SYSTEM_PYTHON, "-c", f"import sys; sys.path.insert(0, {_REPO_ROOT!r}); "
+         "import advfusion_cli.evaluation.sandbox"],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_run_as_nobody(), reason="needs root, setpriv and a system python3")
+def test_unprivileged_caller_gets_user_namespace_isolation(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {_REPO_ROOT!r})
+        from advfusion_cli.evaluation import sandbox as S
+        out = {{"info": S.sandbox_info()}}
+        ok = S.run_tests("python", "print(sum(map(int, input().split())))", [("1 2", ["3"])])
+        out["passed"] = ok.passed
+        escape = S.run_program("python", "open('/tmp/{tmp_path.name}-escape', 'w')")
+        out["escape"] = escape.status
+        bomb = S.run_program("python", "import os\\nwhile True:\\n    os.fork()\\n", "",
+                             S.Limits(max_processes=16, wall_seconds=3))
+        out["fork_bomb"] = bomb.status
+        print(json.dumps(out))
+        """
+    )
+    result = subprocess.run(
+        ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         _SYSTEM_PYTHON, "-c", script],
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout)
+    info = out["info"]
+    assert info["running_as_root"] is False
+    if not info["user_namespace"]:
+        pytest.skip("unprivileged user namespaces are disabled on this machine")
+    assert info["network_isolated"] and info["filesystem_read_only"] and info["pid_namespace"]
+    assert info["process_limit"].startswith("RLIMIT_NPROC inside a user namespace")
+    assert out["passed"] is True
+    assert out["escape"] == "runtime_error"
+    assert not os.path.exists(f"/tmp/{tmp_path.name}-escape")
+    assert out["fork_bomb"] in {"runtime_error", "timeout"}
