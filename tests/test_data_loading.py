@@ -28,6 +28,7 @@ def test_registry_lists_the_three_tasks_and_suggests_on_typos():
     assert describe_options("commit-message") == {
         "seed": 0,
         "split_fractions": (0.8, 0.1, 0.1),
+        "language_fractions": None,
     }
 
 
@@ -437,10 +438,20 @@ def test_testbed_source_resolves_through_ensure_testbed(monkeypatch):
         asked.append(task)
         return roots[task]
 
+    class TestbedConfig:
+        languages = ("ruby",)
+
+    def commit_split_fractions(config, language):
+        return (0.2, 0.4, 0.4)  # the testbed's per-language split sizes
+
     fake.ensure_testbed = ensure_testbed
+    fake.TestbedConfig = TestbedConfig
+    fake.commit_split_fractions = commit_split_fractions
     monkeypatch.setitem(sys.modules, "advfusion_cli.testbed", fake)
     data = load_task("commit-message", languages="ruby", split="all")  # source defaults to testbed
     assert asked == ["commit-message"] and len(data) == 8
+    assert data.stats.split_method["ruby"] in {"repository", "commit"}
+    assert sum(1 for e in data if e.split == "train") == 2  # 6 with the default 0.8
 
 
 def test_bad_unit_tests_and_unknown_compilers_in_xcodeeval_rows(tmp_path):

@@ -51,6 +51,22 @@ def _options(task: str, options_type: type, given: dict[str, Any]):
         raise UserError(f"Bad option for task '{task}': {err}") from err
 
 
+def _testbed_defaults(task: str) -> dict[str, Any]:
+    """Options the testbed's layout implies: CommitPackFT has only a train split, and the
+    testbed sizes its repositories so these per-language fractions give the target language
+    its ~10x smaller train split with full-size validation/test splits."""
+    if task != "commit-message":
+        return {}
+    from advfusion_cli.testbed import TestbedConfig, commit_split_fractions
+
+    config = TestbedConfig()
+    return {
+        "language_fractions": {
+            lang: commit_split_fractions(config, lang) for lang in config.languages
+        }
+    }
+
+
 def load_task(
     task: str,
     source: str = TESTBED,
@@ -72,6 +88,8 @@ def load_task(
         languages = [languages]
     wanted = frozenset(canonical_language(n) for n in languages) if languages else None
     request = LoadRequest(languages=wanted, splits=_splits(split), strict=strict)
+    if source == TESTBED:
+        options = {**_testbed_defaults(spec.name), **options}
     opts = _options(spec.name, spec.options, options)
     resolved = resolve_source(
         source,

@@ -35,9 +35,18 @@ _REQUIRED = ("commit", "old_file", "new_file", "old_contents", "new_contents", "
 class CommitMessageOptions:
     seed: int = 0  # seeds the repository-grouped train/validation/test split
     split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    # Per-language fractions override `split_fractions` for those languages. The testbed sets
+    # them so its low-resource target keeps full-size validation/test splits (see loader.py).
+    language_fractions: dict[str, tuple[float, float, float]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "split_fractions", check_fractions(self.split_fractions))
+        if self.language_fractions is not None:
+            checked = {lang: check_fractions(f) for lang, f in self.language_fractions.items()}
+            object.__setattr__(self, "language_fractions", checked)
+
+    def fractions_for(self, language: str) -> tuple[float, float, float]:
+        return (self.language_fractions or {}).get(language, self.split_fractions)
 
 
 def render_diff(old_file: str, new_file: str, old_contents: str, new_contents: str) -> str:
@@ -136,7 +145,7 @@ def read(
             items,
             repos_of=lambda item: item["meta"]["repos"] or [item["meta"]["commit"]],
             unit_of=lambda item: item["meta"]["commit"],
-            fractions=options.split_fractions,
+            fractions=options.fractions_for(language),
             seed=options.seed,
         )
         stats.split_method[language] = method
