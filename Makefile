@@ -11,7 +11,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: install test test-slow lint format clean
+.PHONY: install test test-slow lint format bench clean
 
 install: $(BIN)/advfusion
 
@@ -27,6 +27,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m "slow"
+
+# Side-by-side step-time/memory ratios (docs/performance.md); writes bench.json.
+bench: install
+	$(BIN)/advfusion bench --json bench.json
 
 lint: install
 	$(BIN)/ruff check advfusion_cli tests

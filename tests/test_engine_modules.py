@@ -533,6 +533,32 @@ def test_forward_from_stack_keeps_no_per_adapter_activations():
     assert sum(recomputed) < sum(plain) / 2
 
 
+def test_forward_from_stack_trains_under_bf16_autocast():
+    # CUDA training runs the forward under bf16 autocast with fp32 adapters and fusion (the
+    # workflows' default); the recomputed path must give the plain path's result and
+    # gradients there too (CPU autocast takes the same code path).
+    adapters = make_adapters(AdapterConfig.task_adapter(reduction_factor=4), 3)
+    stack = AdapterStack.from_adapters(adapters)
+    stack.set_gate(1, 0.0)
+    fusion = randomize_fusion(FusionLayer(D, 3), std=0.1)
+    x = torch.randn(2, 5, D)
+    results = []
+    for path in ("forward", "forward_from_stack"):
+        fusion.zero_grad()
+        leaf = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if path == "forward":
+                out, alpha = fusion(leaf, stack(leaf), leaf)
+            else:
+                out, alpha = fusion.forward_from_stack(leaf, leaf, stack, leaf)
+        weights = torch.linspace(-1, 1, out.numel()).view_as(out)
+        (out.float() * weights).sum().backward()
+        results.append((out.float(), alpha.float(), leaf.grad, fusion.query.weight.grad))
+    tolerance = {"atol": 5e-2, "rtol": 5e-2}  # bf16 rounding, different summation order
+    for plain, recomputed in zip(*results, strict=True):
+        torch.testing.assert_close(recomputed, plain, **tolerance)
+
+
 # -------------------------------------------------------------------------------- dtype
 
 

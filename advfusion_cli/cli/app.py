@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -18,6 +19,10 @@ app = typer.Typer(
 )
 
 _DEBUG = {"on": False}
+
+# bitsandbytes warns at import on AVX512-BF16 CPUs that an optional hub-hosted kernel could
+# not be fetched; it falls back to its own CPU path, so the line is noise in every command.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _version_callback(value: bool) -> None:

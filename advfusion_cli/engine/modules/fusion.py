@@ -8,7 +8,7 @@ from torch.autograd.function import once_differentiable
 
 from advfusion_cli.engine.modules.activations import activation_function
 from advfusion_cli.engine.modules.config import ConfigError, FusionConfig
-from advfusion_cli.engine.modules.stack import AdapterStack, stack_deltas
+from advfusion_cli.engine.modules.stack import AdapterStack
 
 TEMPERATURE_START = 50.0  # adapters library: T = 50 when the schedule is on
 TEMPERATURE_STEPS = 1000  # ... and it falls by T_start / 1000 per training forward, to 1
@@ -35,50 +35,102 @@ def _mix(alpha: Tensor, z: Tensor) -> Tensor:
     return (alpha.unsqueeze(-2) @ z).squeeze(-2)
 
 
-class _RecomputedMix(torch.autograd.Function):
-    """(alpha, sum_n alpha_n z_n) from x, with z = stack(x) recomputed in backward, never saved.
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The autocast dtype where autocast is on for x's device, else x's own dtype."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
 
-    Saves x, W_K^T Q and alpha (a few numbers per token) instead of z (N*d per token).
-    Stack tensors are frozen inputs; gradients flow to x, W_K^T Q and the shift Q.b_K.
+
+def _gated_up(up_weight: Tensor, up_bias: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    """(g_n U_n stacked (N*b, d), g_n u_n (N, d)): gate 0 makes z_n exactly 0."""
+    n, b, d = up_weight.shape
+    return (up_weight * gate[:, None, None]).reshape(n * b, d), up_bias * gate[:, None]
+
+
+def _per_slot_dot(hidden: Tensor, other: Tensor, n: int) -> Tensor:
+    """sum over b of hidden * other, per slot: (M, N*b), (M, N*b) -> (M, N)."""
+    return (hidden * other).view(hidden.shape[0], n, -1).sum(-1)
+
+
+def _slot_weighted(hidden: Tensor, weights: Tensor) -> Tensor:
+    """Each slot's hidden units scaled by its weight: (M, N*b), (M, N) -> (M, N*b)."""
+    n = weights.shape[-1]
+    return (hidden.view(hidden.shape[0], n, -1) * weights.unsqueeze(-1)).view_as(hidden)
+
+
+class _RecomputedMix(torch.autograd.Function):
+    """(sum_n alpha_n z_n, alpha) from x without ever building z (N*d numbers per token).
+
+    With z_n = g_n (H_n U_n + u_n), H = act(x D + d) (M, N*b):
+      scores_n = z_n . qk = H_n . (g_n U_n qk) + g_n u_n . qk   (qk = W_K^T Q)
+      sum_n alpha_n z_n   = [alpha_n H_n]_n @ [g_n U_n]_n + alpha @ [g_n u_n]_n
+    so every per-token product is a GEMM of width N*b (b = d / reduction) instead of N
+    passes over d. Saves the pre-activations and U qk (2*N*b numbers per token); backward
+    reuses them. Stack tensors are frozen inputs; gradients flow to x, W_K^T Q and Q.b_K.
+    Runs in the autocast dtype when autocast is on (backward then matches forward).
     """
 
     @staticmethod
     def forward(ctx, x, query_key, shift, removed, temperature, activation, *stack):
-        act = activation_function(activation)
-        z = stack_deltas(x, *stack, act)  # (..., N, d), dropped when forward returns
-        probs = _probabilities(_scores(query_key, shift, z), removed, temperature)
-        alpha = probs.to(z.dtype)
-        ctx.save_for_backward(x, query_key, probs, *stack)
+        dtype = _compute_dtype(x)
+        down_weight, down_bias, up_weight, up_bias, gate = (t.to(dtype) for t in stack)
+        *lead, d = x.shape
+        n, b, _ = up_weight.shape
+        with torch.autocast(x.device.type, enabled=False):
+            flat = x.reshape(-1, d).to(dtype)  # (M, d)
+            qk = query_key.reshape(-1, d).to(dtype)  # (M, d)
+            up, up_bias = _gated_up(up_weight, up_bias, gate)  # (N*b, d), (N, d)
+            pre = torch.addmm(down_bias.reshape(-1), flat, down_weight.reshape(d, n * b))
+            hidden = activation_function(activation)(pre)  # (M, N*b)
+            up_qk = qk @ up.t()  # (M, d) x (d, N*b) -> (M, N*b)
+            scores = _per_slot_dot(hidden, up_qk, n) + qk @ up_bias.t()  # (M, N)
+            probs = _probabilities(scores + shift.reshape(-1, 1).to(dtype), removed, temperature)
+            alpha = probs.to(dtype)
+            mixed = torch.addmm(alpha @ up_bias, _slot_weighted(hidden, alpha), up)  # (M, d)
+        ctx.save_for_backward(pre, up_qk, probs, down_weight, up, up_bias)
         ctx.temperature = temperature
         ctx.activation = activation
-        ctx.shift_dtype = shift.dtype
-        return _mix(alpha, z), alpha
+        ctx.dtypes = (x.dtype, query_key.dtype, shift.dtype)
+        return mixed.view(*lead, d), alpha.view(*lead, n)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_mixed, grad_alpha):
-        x, query_key, probs, *stack = ctx.saved_tensors
+        pre, up_qk, probs, down_weight, up, up_bias = ctx.saved_tensors
+        x_dtype, query_key_dtype, shift_dtype = ctx.dtypes
         needs_x = ctx.needs_input_grad[0]
-        with torch.enable_grad():
-            x_leaf = x.detach().requires_grad_(needs_x)
-            z_graph = stack_deltas(x_leaf, *stack, activation_function(ctx.activation))
-        z = z_graph.detach()  # (..., N, d)
-        alpha = probs.to(z.dtype)
-        # dL/dalpha_n = direct gradient + grad_mixed . z_n
-        grad_probs = (z @ grad_mixed.unsqueeze(-1)).squeeze(-1).to(probs) + grad_alpha.to(probs)
-        # softmax backward: ds_n = alpha_n (g_n - sum_m alpha_m g_m) / T
-        grad_scores = probs * (grad_probs - (probs * grad_probs).sum(-1, keepdim=True))
-        grad_scores = grad_scores / ctx.temperature  # (..., N), 0 at removed slots
-        grad_shift = grad_scores.sum(-1).to(ctx.shift_dtype)  # 0 up to rounding: softmax
-        grad_scores = grad_scores.to(z.dtype)  # is invariant to a shift shared by all n
-        grad_query_key = _mix(grad_scores, z)  # sum_n ds_n z_n
-        grad_x = None
-        if needs_x:
-            # dL/dz_n = alpha_n grad_mixed + ds_n W_K^T Q
-            grad_z = alpha.unsqueeze(-1) * grad_mixed.unsqueeze(-2)
-            grad_z = grad_z + grad_scores.unsqueeze(-1) * query_key.unsqueeze(-2)
-            (grad_x,) = torch.autograd.grad(z_graph, x_leaf, grad_z)
-        return (grad_x, grad_query_key, grad_shift, None, None, None) + (None,) * len(stack)
+        d, n = up.shape[1], probs.shape[-1]
+        lead = grad_mixed.shape[:-1]
+        with torch.autocast(pre.device.type, enabled=False):
+            with torch.enable_grad():
+                pre_leaf = pre.detach().requires_grad_(needs_x)
+                hidden_graph = activation_function(ctx.activation)(pre_leaf)
+            hidden = hidden_graph.detach()  # (M, N*b)
+            grad = grad_mixed.reshape(-1, d).to(pre.dtype)  # (M, d)
+            up_grad = grad @ up.t()  # (M, N*b)
+            # dL/dalpha_n = direct gradient + grad . z_n
+            grad_probs = _per_slot_dot(hidden, up_grad, n) + grad @ up_bias.t()
+            grad_probs = grad_probs.to(probs) + grad_alpha.reshape(-1, n).to(probs)
+            # softmax backward: ds_n = alpha_n (g_n - sum_m alpha_m g_m) / T
+            grad_scores = probs * (grad_probs - (probs * grad_probs).sum(-1, keepdim=True))
+            grad_scores = grad_scores / ctx.temperature  # (M, N), 0 at removed slots
+            grad_shift = grad_scores.sum(-1).to(shift_dtype).view(lead)  # 0 up to rounding
+            grad_scores = grad_scores.to(pre.dtype)
+            # dL/dqk = sum_n ds_n z_n, in the same factored form as the mix
+            grad_query_key = torch.addmm(
+                grad_scores @ up_bias, _slot_weighted(hidden, grad_scores), up
+            )
+            grad_x = None
+            if needs_x:
+                # dL/dH_n = alpha_n (U_n grad) + ds_n (U_n qk); then back through act and D
+                alpha = probs.to(pre.dtype)
+                grad_hidden = _slot_weighted(up_grad, alpha) + _slot_weighted(up_qk, grad_scores)
+                (grad_pre,) = torch.autograd.grad(hidden_graph, pre_leaf, grad_hidden)
+                grad_x = (grad_pre @ down_weight.reshape(d, -1).t()).view(*lead, d).to(x_dtype)
+        grad_query_key = grad_query_key.view(*lead, d).to(query_key_dtype)
+        return (grad_x, grad_query_key, grad_shift, None, None, None) + (None,) * 5
 
 
 class FusionLayer(nn.Module):
@@ -182,10 +234,11 @@ class FusionLayer(nn.Module):
         f: Tensor,
         removed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Same result as `forward(query, stack(x), f, removed)`, keeping no z for backward.
+        """Same result as `forward(query, stack(x), f, removed)`, never building z.
 
-        z (N*d numbers per token) is recomputed from x during backward, trading one more
-        stack forward for memory; the stack must be frozen (it gets no gradient).
+        z (N*d numbers per token) is neither stored nor materialised: scores and the mix are
+        computed from the adapters' hidden units (see `_RecomputedMix`); the stack must be
+        frozen (it gets no gradient).
         """
         self._check_inputs(query, f, stack.n_adapters)
         removed = self._checked_removed(removed, x.device)
