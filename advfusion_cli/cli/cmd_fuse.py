@@ -1,0 +1,49 @@
+"""`advfusion fuse`: AdapterFusion over the language adapters, trained on the target language."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from advfusion_cli.cli.app import app
+from advfusion_cli.workflows import cli_common as c
+
+
+@app.command("fuse")
+def fuse_command(
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target language (default ruby).")
+    ] = None,
+    langs: Annotated[
+        str | None,
+        typer.Option("--langs", help="Comma-separated languages to fuse (default all)."),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="Kind of the fused adapters: task-adapter or compacter."),
+    ] = None,
+    train_missing: c.TrainMissingOpt = True,
+    model: c.ModelOpt = None,
+    data: c.DataOpt = None,
+    task: c.TaskOpt = None,
+    quantization: c.QuantOpt = None,
+    spec: c.SpecOpt = None,
+    set_: c.SetOpt = None,
+    preset: c.PresetOpt = None,
+    workdir: c.WorkdirOpt = None,
+    seed: c.SeedOpt = None,
+    force: c.ForceOpt = False,
+    dry_run: c.DryRunOpt = False,
+) -> None:
+    """Train AdapterFusion for the target language over frozen language adapters (missing adapters are trained first unless --no-train-missing)."""
+    from advfusion_cli.workflows.fuse import fuse
+
+    flags = c.common_flags(model, data, task, quantization, workdir, seed) | {
+        "method.name": "adapterfusion",
+        "method.adapter_kind": c.check_kind(kind, c.FUSION_ADAPTER_KINDS),
+        "data.target": target,
+        "data.languages": langs,
+    }
+    resolved = c.resolve(spec, preset, set_, flags)
+    c.run_and_report(fuse, resolved, dry_run, force=force, train_missing=train_missing)

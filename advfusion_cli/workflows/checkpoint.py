@@ -1,0 +1,185 @@
+"""Resumable training state: trainable weights in safetensors, the rest in a weights-only torch file.
+
+A checkpoint is a folder `step-NNNNNN/` published by one rename, holding
+- `trainable.safetensors` — every parameter that trains, by name (no pickle);
+- `state.pt` — optimizer and scheduler state dicts, the loop position (phase, step, epoch,
+  index into the epoch's permutation), best-eval bookkeeping: tensors and plain Python
+  values only, read back with `torch.load(weights_only=True)`;
+- `rng-rank<r>.pt` — each process's RNG states (torch CPU/CUDA, Python, NumPy).
+Restoring all three at an optimizer-step boundary makes a resumed run bit-identical to an
+uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from advfusion_cli.workflows import atomic
+
+WEIGHTS_FILE = "trainable.safetensors"
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class LoopPosition:
+    """Where a phase stands after `step` optimizer steps (always an accumulation boundary)."""
+
+    step: int = 0
+    epoch: int = 0
+    index: int = 0  # micro-batches of this epoch's permutation already consumed
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    best_eval_loss: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LoopPosition:
+        return cls(**values)
+
+
+def rng_state() -> dict:
+    """Every RNG a training step may draw from (dropout, data collation, NumPy users)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # NumPy's state holds an ndarray; store it as a tensor so weights_only loading works.
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def trainable_state(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the trainable tensors (contiguous, as safetensors needs)."""
+    return {name: p.detach().to("cpu").contiguous().clone() for name, p in named.items()}
+
+
+def save_weights(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
+    atomic.write_with(path, lambda tmp: save_file(trainable_state(named), str(tmp)))
+
+
+def load_weights_into(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
+    """Copy saved tensors into the live parameters; names and shapes must match exactly."""
+    saved = load_file(str(path))
+    missing = sorted(set(named) - set(saved))
+    unexpected = sorted(set(saved) - set(named))
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Checkpoint {path} does not match the trainable parameters "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
+        )
+    with torch.no_grad():
+        for name, param in named.items():
+            param.copy_(saved[name].to(param.device, param.dtype))
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(phase_dir: Path) -> list[Path]:
+    """Complete checkpoints of a phase, oldest first (temporary folders are ignored)."""
+    if not phase_dir.is_dir():
+        return []
+    found = [p for p in phase_dir.iterdir() if p.is_dir() and p.name.startswith("step-")]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(phase_dir: Path) -> Path | None:
+    found = list_checkpoints(phase_dir)
+    return found[-1] if found else None
+
+
+def begin(parent: Path, name: str) -> Path:
+    """A fresh temporary folder in which every process writes its part before publishing."""
+    tmp = parent / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def pending(parent: Path, name: str) -> Path:
+    """The temporary folder `begin` made (for processes other than the main one)."""
+    return parent / f".{name}.tmp"
+
+
+def write_rng(tmp_dir: Path, rank: int) -> None:
+    torch.save(rng_state(), tmp_dir / f"rng-rank{rank}.pt")
+
+
+def write_main_state(
+    tmp_dir: Path,
+    named: dict[str, torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    position: LoopPosition,
+    extra: dict | None = None,
+) -> None:
+    save_file(trainable_state(named), str(tmp_dir / WEIGHTS_FILE))
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "position": position.to_dict(),
+        "extra": extra or {},  # non-parameter training state, e.g. a temperature counter
+    }
+    torch.save(state, tmp_dir / STATE_FILE)
+
+
+def publish(tmp_dir: Path, parent: Path, name: str) -> Path:
+    """Rename the finished temporary folder into place (replacing an older one of that name)."""
+    atomic.fsync_tree(tmp_dir)
+    final = parent / name
+    if final.exists():
+        shutil.rmtree(final)
+    tmp_dir.rename(final)
+    atomic.fsync_dir(parent)
+    return final
+
+
+def prune(parent: Path, keep: int) -> None:
+    """Delete all but the newest `keep` step checkpoints (keep < 0: delete them all)."""
+    if keep == 0:
+        return
+    found = list_checkpoints(parent)
+    for old in found if keep < 0 else found[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_state(checkpoint: Path) -> dict:
+    """Optimizer/scheduler/position, loaded without unpickling arbitrary objects."""
+    return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def read_rng(checkpoint: Path, rank: int) -> dict | None:
+    path = checkpoint / f"rng-rank{rank}.pt"
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,238 @@
+"""What the three training commands share: their common flags, spec resolution and output.
+
+Flags are the highest layer of the job spec (defaults < preset < --spec file < --set <
+flags); a flag that is not given leaves the lower layers alone. Progress goes to stderr,
+the plan (`--dry-run`) and the final summary table to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from advfusion_cli.errors import UserError, unknown_name_error
+
+if TYPE_CHECKING:
+    from advfusion_cli.spec.schema import JobSpec
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Base model: hub id (Qwen/Qwen2.5-Coder-1.5B) or folder; default the shipped "
+        "tiny model (advfusion/tiny-code).",
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="Data source: testbed (default), hub:<dataset id> or a folder."),
+]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option("--task", help="commit-message, code-generation or code-translation."),
+]
+QuantOpt = Annotated[
+    str | None, typer.Option("--quantization", help="Base weights: none, 8bit or 4bit (NF4).")
+]
+SpecOpt = Annotated[
+    Path | None, typer.Option("--spec", help="A YAML job spec (see `advfusion validate`).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one spec key, e.g. --set training.lr=1e-4 (repeatable)."),
+]
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", help="Named settings: testbed (default) or paper.")
+]
+WorkdirOpt = Annotated[
+    Path | None,
+    typer.Option("--workdir", help="Folder of adapters and runs (default ./advfusion-runs)."),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of init, data order, dropout.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Retrain even if a finished run with this spec exists.")
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the resolved spec and the plan, load nothing, exit."),
+]
+TrainMissingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--train-missing/--no-train-missing",
+        help="Train language adapters missing from the workdir first (default), or stop with "
+        "the command that trains them.",
+    ),
+]
+
+FUSION_ADAPTER_KINDS = ("task-adapter", "compacter")
+
+
+def check_kind(kind: str | None, allowed: tuple[str, ...]) -> str | None:
+    """The adapter kind flag, canonical, or a one-line error with did-you-mean."""
+    if kind is None:
+        return None
+    value = kind.strip().lower().replace("_", "-")
+    if value not in allowed:
+        raise unknown_name_error("adapter kind", kind, allowed)
+    return value
+
+
+def common_flags(
+    model: str | None,
+    data: str | None,
+    task: str | None,
+    quantization: str | None,
+    workdir: Path | None,
+    seed: int | None,
+) -> dict[str, object]:
+    return {
+        "model.name_or_path": model,
+        "data.source": data,
+        "data.task": task,
+        "model.quantization": quantization,
+        "output.workdir": workdir,
+        "training.seed": seed,
+    }
+
+
+def resolve(
+    spec_path: Path | None, preset: str | None, sets: list[str] | None, flags: dict
+) -> JobSpec:
+    """The job spec from all layers; the flags' None values leave lower layers alone."""
+    from advfusion_cli.spec.loading import resolve_spec
+
+    if spec_path is not None and not spec_path.is_file():
+        raise UserError(f"Spec file '{spec_path}' does not exist.")
+    return resolve_spec(spec_path, preset, sets or [], flags)
+
+
+def method_named(spec_path: Path | None, sets: list[str] | None) -> bool:
+    """Whether the spec file or a --set chooses the method (else the command's default)."""
+    from advfusion_cli.spec.yaml_io import read_yaml_file
+
+    if any(item.split("=", 1)[0].strip() in ("method", "method.name") for item in sets or []):
+        return True
+    if spec_path is None or not spec_path.is_file():
+        return False
+    values, _ = read_yaml_file(spec_path)
+    return "method" in values
+
+
+def resolve_adapter_spec(
+    spec_path: Path | None,
+    preset: str | None,
+    sets: list[str] | None,
+    flags: dict,
+    kind: str | None,
+    langs: str | None,
+) -> JobSpec:
+    """train-adapters' spec: --kind, else the spec's own adapter method, else task-adapter.
+
+    A spec written for a fusion trains the adapters that fusion needs (its adapter kind and
+    settings), so `train-adapters --spec advfusion.yaml` prepares `adv-fuse --spec advfusion.yaml`.
+    """
+    from advfusion_cli.workflows.stages import adapter_method_of
+
+    flags = {**flags, "data.languages": langs}
+    if kind is not None or not method_named(spec_path, sets):
+        return resolve(spec_path, preset, sets, {**flags, "method.name": kind or "task-adapter"})
+    if langs:  # the fusion's target is irrelevant to its adapters; keep the spec valid
+        flags["data.target"] = langs.split(",")[0].strip()
+    resolved = resolve(spec_path, preset, sets, flags)
+    return resolved.model_copy(update={"method": adapter_method_of(resolved)})
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def summary_table(result) -> Table:
+    """One row per run: what it is, trained/resumed/reused, size, time, loss, where saved."""
+    from advfusion_cli.workflows import stages
+    from advfusion_cli.workflows.progress import format_memory
+
+    table = Table(title=f"advfusion {result.plan.command}", title_justify="left")
+    for column in (
+        "run",
+        "result",
+        "trainable params",
+        "time",
+        "best eval loss",
+        "peak memory",
+        "saved to",
+    ):
+        table.add_column(column, overflow="fold")
+    for stored in result.plan.reused_adapters:
+        table.add_row(
+            f"{stored.language} adapter", "reused (store)", "-", "-", "-", "-", str(stored.folder)
+        )
+    for outcome in result.outcomes:
+        run_plan = outcome.plan
+        name = (
+            f"{run_plan.language} {run_plan.spec.method.name}"
+            if run_plan.role == "adapter"
+            else f"{stages.method_label(run_plan.spec)} -> {run_plan.spec.data.target}"
+        )
+        state = (
+            "reused (finished earlier)"
+            if outcome.reused
+            else ("resumed + finished" if outcome.resumed else "trained")
+        )
+        params = (
+            f"{outcome.trainable_params:,} / {outcome.total_params:,}"
+            if outcome.total_params
+            else "-"
+        )
+        loss = "-" if outcome.best_eval_loss is None else f"{outcome.best_eval_loss:.4f}"
+        saved = str(run_plan.run.path)
+        if outcome.store is not None:
+            saved += f"\nadapter: {outcome.store}"
+        table.add_row(
+            f"{name}\n{run_plan.run.id}",
+            state,
+            params,
+            _format_seconds(outcome.elapsed_s) if outcome.elapsed_s else "-",
+            loss,
+            format_memory(outcome.peak_memory_mb) if outcome.peak_memory_mb else "-",
+            saved,
+        )
+    return table
+
+
+def run_and_report(workflow, spec, dry_run: bool, **options) -> None:
+    """Run a workflow function; print its plan (dry run) or its summary; Ctrl-C -> exit 130."""
+    from advfusion_cli.workflows.plan import render
+    from advfusion_cli.workflows.progress import stderr_console
+    from advfusion_cli.workflows.trainer import TrainingInterrupted
+
+    out = Console(highlight=False)
+    if not out.is_terminal:  # logs and pipes: wide enough that paths stay on one line
+        out = Console(highlight=False, width=160)
+    if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch: only the main process prints
+        out = Console(quiet=True)
+    try:
+        result = workflow(spec, dry_run=dry_run, **options)
+    except TrainingInterrupted as stop:
+        stderr_console().print(
+            f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
+            f"'{stop.phase}'; a checkpoint is saved in {stop.run.checkpoints}. "
+            "Run the same command again to resume."
+        )
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        stderr_console().print("Interrupted. Run the same command again to resume.")
+        raise typer.Exit(130) from None
+    if dry_run:
+        render(result.plan, out)
+        return
+    out.print(summary_table(result))

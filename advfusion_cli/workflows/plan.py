@@ -1,0 +1,335 @@
+"""What a command will do, worked out before any weights load; `--dry-run` prints it and stops.
+
+A plan is the list of runs in execution order (language adapters first, then the fusion),
+each with its run id, whether it is new, resumed, reused or retrained, its phases with their
+step counts and data, and where its results go. The workflows execute the same plan, so a
+dry run shows exactly what the real run will do.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from advfusion_cli.errors import UserError
+from advfusion_cli.spec.loading import dump_spec
+from advfusion_cli.spec.methods import AdvFusionMethod, Budget
+from advfusion_cli.spec.names import EMBEDDED_MODEL
+from advfusion_cli.spec.schema import DataSpec, JobSpec, OutputSpec, TrainingSpec
+from advfusion_cli.workflows import checkpoint as ckpt
+from advfusion_cli.workflows import stages
+from advfusion_cli.workflows.batching import micro_batches_per_epoch, steps_for_epochs
+from advfusion_cli.workflows.runs import RunDir, Workdir
+from advfusion_cli.workflows.task_data import count_examples
+
+NEW, RESUME, REUSE, RETRAIN = "new", "resume", "reuse", "retrain"
+
+
+@dataclass
+class PhasePlan:
+    name: str  # adapter | fusion | phase1-masked | phase2-restored
+    description: str
+    train_languages: list[str]
+    eval_languages: list[str]
+    budget: Budget
+    learning_rate: float
+    steps: int
+    train_examples: int
+    eval_examples: int
+
+
+@dataclass
+class RunPlan:
+    role: str  # "adapter" or "fusion"
+    spec: JobSpec  # the stage's own spec, saved as the run's job.yaml
+    run: RunDir
+    state: str  # new | resume | reuse | retrain
+    note: str
+    phases: list[PhasePlan]
+    language: str | None = None  # adapter runs
+    store: Path | None = None  # adapter runs: the adapter's folder in the store
+    adapters: dict[str, Path] = field(default_factory=dict)  # fusion runs, in slot order
+    adapter_sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    command: str
+    spec: JobSpec
+    workdir: Workdir
+    runs: list[RunPlan]
+    reused_adapters: list[stages.StoredAdapter] = field(default_factory=list)
+    world_size: int = 1
+
+
+def world_size() -> int:
+    """Processes in this launch (`accelerate launch --num_processes N` sets WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def phase_steps(budget: Budget, n_train: int, training: TrainingSpec, world: int) -> int:
+    if budget.steps is not None:
+        return budget.steps
+    return steps_for_epochs(budget.epochs, n_train, training.batch_size, training.grad_accum, world)
+
+
+def steps_per_epoch(n_train: int, training: TrainingSpec, world: int) -> int:
+    micro = micro_batches_per_epoch(n_train, training.batch_size, world)
+    return max(1, -(-micro // training.grad_accum))
+
+
+def interval(steps: int | None, epochs: float | None, per_epoch: int) -> int | None:
+    """An eval/save interval in optimizer steps, from steps or a fraction of an epoch."""
+    if steps is not None:
+        return steps
+    if epochs is not None:
+        return max(1, round(epochs * per_epoch))
+    return None
+
+
+def run_state(run: RunDir, force: bool, phases: list[str]) -> tuple[str, str]:
+    """(state, note) of a run folder: reuse a finished run, resume an interrupted one."""
+    if run.is_finished():
+        return (RETRAIN, "finished earlier; --force retrains it") if force else (REUSE, "finished")
+    if not run.path.exists():
+        return NEW, ""
+    if force:
+        return RETRAIN, "unfinished; --force starts it over"
+    position = latest_position(run, phases)
+    if position is None:
+        return NEW, "started before but has no checkpoint yet"
+    phase, step = position
+    return RESUME, f"from step {step} of phase {phase}"
+
+
+def latest_position(run: RunDir, phases: list[str]) -> tuple[str, int | str] | None:
+    """The furthest checkpoint of a run, phases in order: (phase, step) or (phase, 'end')."""
+    found = None
+    for phase in phases:
+        folder = run.checkpoints / phase
+        if (folder / "end").is_dir():
+            found = (phase, "end")
+            continue
+        latest = ckpt.latest_checkpoint(folder)
+        if latest is not None:
+            found = (phase, int(latest.name.split("-")[1]))
+        break
+    return found
+
+
+def model_fingerprint(spec: JobSpec) -> dict | None:
+    """The base's fingerprint from its config alone (no weights); None if it cannot be read."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from advfusion_cli.engine import base_fingerprint
+    from advfusion_cli.workflows.models import model_source
+
+    try:
+        config = AutoConfig.from_pretrained(model_source(spec.model.name_or_path))
+    except (OSError, ValueError, KeyError):
+        return None
+    return base_fingerprint(SimpleNamespace(config=config))
+
+
+# ---- plans per command ----------------------------------------------------------------------
+
+
+def _adapter_run(
+    spec: JobSpec, language: str, workdir: Workdir, force: bool, counts: dict, run_name: str | None
+) -> RunPlan:
+    stage = stages.adapter_stage_spec(spec, language)
+    run_id = run_name or stages.run_id_for(stage, language)
+    run = workdir.run(run_id)
+    state, note = run_state(run, force, ["adapter"])
+    world = world_size()
+    n_train = counts[language].get("train", 0)
+    budget = stage.training.budget
+    phase = PhasePlan(
+        name="adapter",
+        description=f"{language} {stage.method.name}",
+        train_languages=[language],
+        eval_languages=[language],
+        budget=budget,
+        learning_rate=stage.training.lr_for("adapter"),
+        steps=phase_steps(budget, n_train, stage.training, world),
+        train_examples=n_train,
+        eval_examples=counts[language].get("validation", 0),
+    )
+    store = stages.store_folder(workdir, stage, language, stage.method.name)
+    return RunPlan("adapter", stage, run, state, note, [phase], language=language, store=store)
+
+
+def plan_adapters(command: str, spec: JobSpec, force: bool) -> Plan:
+    """One adapter run per language of `spec.data.languages` (train-adapters)."""
+    workdir = Workdir(spec.output.workdir)
+    languages = list(spec.data.languages)
+    counts = count_examples(spec.data, languages)
+    runs = []
+    for language in languages:
+        name = spec.output.run_name
+        if name and len(languages) > 1:
+            name = f"{name}-{language}"
+        runs.append(_adapter_run(spec, language, workdir, force, counts, name))
+    return Plan(command, spec, workdir, runs, world_size=world_size())
+
+
+def missing_adapters_error(
+    spec: JobSpec, kind: str, missing: list[str], workdir: Workdir
+) -> UserError:
+    """One line: what is missing, where it was looked for, and the command that trains it."""
+    command = ["advfusion", "train-adapters", "--langs", ",".join(missing), "--kind", kind]
+    if spec.model.name_or_path != EMBEDDED_MODEL:
+        command += ["--model", spec.model.name_or_path]
+    if spec.model.quantization != "none":
+        command += ["--quantization", spec.model.quantization]
+    if spec.data.task != DataSpec.model_fields["task"].default:
+        command += ["--task", spec.data.task]
+    if spec.data.source != DataSpec.model_fields["source"].default:
+        command += ["--data", spec.data.source]
+    if spec.output.workdir != OutputSpec.model_fields["workdir"].default:
+        command += ["--workdir", str(spec.output.workdir)]
+    where = stages.store_folder(workdir, spec, "<language>", kind)
+    return UserError(
+        f"No trained {kind} adapter for {', '.join(missing)} (looked in {where}); "
+        f"train them with: {shlex.join(command)}"
+    )
+
+
+def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -> Plan:
+    """Adapters found in the store (or planned), then the AdapterFusion/AdvFusion run."""
+    workdir = Workdir(spec.output.workdir)
+    method = spec.method
+    kind = method.adapter_kind
+    languages = list(spec.data.languages)
+    target = spec.data.target
+    if target not in languages:
+        raise UserError(
+            f"Target '{target}' is not among the fused languages ({', '.join(languages)}); "
+            "add it to --langs."
+        )
+    fingerprint = None
+    runs: list[RunPlan] = []
+    reused: list[stages.StoredAdapter] = []
+    adapters: dict[str, Path] = {}
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    counts: dict | None = None
+    for language in languages:
+        stored = stages.find_adapter(workdir, spec, language, kind)
+        if stored is not None:
+            fingerprint = fingerprint or model_fingerprint(spec)
+            if fingerprint is not None:
+                stages.check_adapter_base(stored, fingerprint)
+            reused.append(stored)
+            adapters[language], sources[language] = stored.folder, stored.source
+        elif train_missing:
+            counts = counts or count_examples(spec.data, languages)
+            adapter_run = _adapter_run(spec, language, workdir, False, counts, None)
+            runs.append(adapter_run)
+            adapters[language], sources[language] = adapter_run.store, adapter_run.run.id
+        else:
+            missing.append(language)
+    if missing:
+        raise missing_adapters_error(spec, kind, missing, workdir)
+
+    counts = counts or count_examples(spec.data, languages)
+    run_id = spec.output.run_name or stages.run_id_for(spec, target, {"adapters": sources})
+    run = workdir.run(run_id)
+    phases = fusion_phases(spec, counts)
+    state, note = run_state(run, force, [phase.name for phase in phases])
+    runs.append(
+        RunPlan(
+            "fusion",
+            spec,
+            run,
+            state,
+            note,
+            phases,
+            adapters=adapters,
+            adapter_sources=sources,
+        )
+    )
+    return Plan(command, spec, workdir, runs, reused, world_size())
+
+
+def fusion_phases(spec: JobSpec, counts: dict[str, dict[str, int]]) -> list[PhasePlan]:
+    """AdapterFusion: one phase on the target. AdvFusion: masked, then restored."""
+    target, training, world = spec.data.target, spec.training, world_size()
+    lr = training.lr_for("fusion")
+    n_eval = counts[target].get("validation", 0)
+
+    def phase(name: str, description: str, budget: Budget, languages: list[str]) -> PhasePlan:
+        n_train = sum(counts[lang].get("train", 0) for lang in languages)
+        return PhasePlan(
+            name,
+            description,
+            languages,
+            [target],
+            budget,
+            lr,
+            phase_steps(budget, n_train, training, world),
+            n_train,
+            n_eval,
+        )
+
+    method = spec.method
+    if not isinstance(method, AdvFusionMethod):
+        return [phase("fusion", f"fusion for {target}", training.budget, [target])]
+    first, second = spec.phase_budgets()
+    phase1_languages = list(spec.data.languages) if method.phase1_data == "all" else [target]
+    masked = "removed" if method.mask_mode == "remove" else "masked"
+    return [
+        phase("phase1-masked", f"phase 1: {target} {masked}", first, phase1_languages),
+        phase("phase2-restored", f"phase 2: {target} restored", second, [target]),
+    ]
+
+
+# ---- display -----------------------------------------------------------------------------
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def render(plan: Plan, console: Console) -> None:
+    """The resolved spec (YAML) and one table row per run: the `--dry-run` output."""
+    console.print(f"[bold]Resolved job spec[/bold] ({plan.command}):")
+    console.print(dump_spec(plan.spec), markup=False, highlight=False)
+    root = plan.workdir.root
+    table = Table(title=f"Plan: {plan.command} (workdir {root})", title_justify="left")
+    table.add_column("run (runs/<id>)", no_wrap=True)
+    for column in ("what", "state", "phases: steps", "train/eval examples"):
+        table.add_column(column, overflow="fold")
+    table.add_column("adapter store", overflow="fold")
+    for stored in plan.reused_adapters:
+        where = _relative(stored.folder, root)
+        table.add_row("-", f"{stored.language} adapter", "reuse", "-", "-", where)
+    for run_plan in plan.runs:
+        phases = "\n".join(f"{p.name}: {p.steps} @ lr {p.learning_rate:g}" for p in run_plan.phases)
+        data = "\n".join(
+            f"{'+'.join(p.train_languages)} {p.train_examples}/{p.eval_examples}"
+            for p in run_plan.phases
+        )
+        if run_plan.role == "adapter":
+            what = f"{run_plan.language} {run_plan.spec.method.name}"
+        else:
+            what = f"{stages.method_label(run_plan.spec)} over {', '.join(run_plan.adapters)}"
+        state = run_plan.state + (f" ({run_plan.note})" if run_plan.note else "")
+        store = _relative(run_plan.store, root) if run_plan.store is not None else "-"
+        table.add_row(run_plan.run.id, what, state, phases, data, store)
+    console.print(table)
+    training = plan.spec.training
+    console.print(
+        f"batch {training.batch_size} x grad-accum {training.grad_accum} x {plan.world_size} "
+        "process(es). Nothing was loaded or trained (--dry-run)."
+    )

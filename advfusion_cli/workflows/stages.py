@@ -1,0 +1,158 @@
+"""From a command's job spec to the training stages it needs, each with a stable run id.
+
+A stage is one run: one language's adapter (task adapter, Compacter or LoRA) or one fusion.
+Its spec is the command's spec narrowed to the stage (an adapter's spec names only its own
+language), and its run id hashes that spec minus the keys that cannot change the result
+(output locations, the preset's name, the other stage's learning rate). Training the java
+adapter from `train-adapters --langs java,python` and from `fuse --target ruby` is therefore
+the same run, found and reused by either command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from advfusion_cli.errors import UserError
+from advfusion_cli.spec.methods import (
+    AdapterFusionMethod,
+    AdvFusionMethod,
+    CompacterMethod,
+    LoraMethod,
+    TaskAdapterMethod,
+)
+from advfusion_cli.spec.schema import JobSpec
+from advfusion_cli.workflows import atomic
+from advfusion_cli.workflows.runs import Workdir, make_run_id
+
+AdapterMethod = TaskAdapterMethod | CompacterMethod | LoraMethod
+PROVENANCE_FILE = "provenance.json"
+
+
+def method_label(spec: JobSpec) -> str:
+    """The method as runs are named: `task-adapter`, `lora`, `advfusion-compacter`, ..."""
+    method = spec.method
+    if isinstance(method, AdapterFusionMethod | AdvFusionMethod):
+        return method.name + ("-compacter" if method.adapter_kind == "compacter" else "")
+    return method.name
+
+
+def adapter_method_of(spec: JobSpec) -> AdapterMethod:
+    """The adapters a spec trains: its own method, or the fused adapters' settings."""
+    if isinstance(spec.method, AdapterFusionMethod | AdvFusionMethod):
+        return spec.method.adapter_method()
+    return spec.method
+
+
+def adapter_stage_spec(
+    spec: JobSpec, language: str, method: AdapterMethod | None = None
+) -> JobSpec:
+    """The spec of training `language`'s adapter: one language, the adapter's method."""
+    method = method or adapter_method_of(spec)
+    data = spec.data.model_copy(update={"languages": [language], "target": language})
+    return spec.model_copy(update={"data": data, "method": method})
+
+
+def identity(spec: JobSpec, extra: dict | None = None) -> dict:
+    """What makes two runs the same: the resolved spec minus output-only keys."""
+    values = spec.model_dump(mode="json")
+    values.pop("output", None)
+    values.pop("preset", None)  # the preset's values are resolved into the fields themselves
+    training = values["training"]
+    if spec.is_fusion:
+        training.pop("lr")  # adapters' learning rate: not used by a fusion stage
+        training["fusion_lr"] = spec.training.lr_for("fusion")
+    else:
+        training.pop("fusion_lr")
+    if extra:
+        values["extra"] = extra
+    return values
+
+
+def run_id_for(spec: JobSpec, label: str, extra: dict | None = None) -> str:
+    """`<method>-<label>-<hash8>`: the same spec (and extra identity) gives the same id."""
+    return make_run_id(method_label(spec), label, identity(spec, extra))
+
+
+@dataclass(frozen=True)
+class StoredAdapter:
+    """A trained adapter in the workdir's store, and what produced it."""
+
+    language: str
+    folder: Path
+    source: str  # the run id that trained it, or a hash of its weights
+
+    @property
+    def exists(self) -> bool:
+        return self.folder.is_dir()
+
+
+def store_folder(workdir: Workdir, spec: JobSpec, language: str, kind: str) -> Path:
+    model = spec.model
+    return workdir.adapter_dir(
+        model.name_or_path, spec.data.task, kind, language, model.quantization
+    )
+
+
+def find_adapter(workdir: Workdir, spec: JobSpec, language: str, kind: str) -> StoredAdapter | None:
+    """The stored adapter for (base, task, kind, language), or None when none was trained."""
+    folder = store_folder(workdir, spec, language, kind)
+    if not folder.is_dir():
+        return None
+    return StoredAdapter(language, folder, adapter_source(folder))
+
+
+def find_adapter_at(folder: Path) -> str | None:
+    """The source of the adapter stored in `folder`, None when there is none."""
+    return adapter_source(folder) if folder.is_dir() else None
+
+
+def adapter_source(folder: Path) -> str:
+    """Which run trained a stored adapter (its provenance), else a hash of its files."""
+    try:
+        provenance = json.loads((folder / PROVENANCE_FILE).read_text())
+        if isinstance(provenance.get("run_id"), str):
+            return provenance["run_id"]
+    except (OSError, ValueError):
+        pass
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != PROVENANCE_FILE:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def publish_adapter(final: Path, folder: Path, provenance: dict) -> None:
+    """Copy a run's exported adapter into the store (atomically replacing an older one)."""
+    import shutil
+
+    def build(tmp: Path) -> None:
+        shutil.copytree(final, tmp, dirs_exist_ok=True)
+        atomic.write_json(tmp / PROVENANCE_FILE, provenance)
+
+    try:
+        atomic.publish_dir(build, folder)
+    except OSError as err:
+        raise UserError(f"Cannot write adapter folder '{folder}': {err.strerror or err}.") from None
+
+
+def check_adapter_base(stored: StoredAdapter, fingerprint: dict) -> None:
+    """Fail early (before any weights load) when a stored adapter was trained on another base."""
+    from advfusion_cli.engine.lora import FINGERPRINT_FILE
+    from advfusion_cli.engine.serialization import (
+        ADAPTER_CONFIG,
+        check_fingerprint,
+        read_json,
+    )
+
+    config_path = stored.folder / ADAPTER_CONFIG
+    lora_fingerprint = stored.folder / FINGERPRINT_FILE
+    if lora_fingerprint.is_file():
+        check_fingerprint(read_json(lora_fingerprint), fingerprint, lora_fingerprint)
+    elif config_path.is_file():
+        check_fingerprint(read_json(config_path).get("base"), fingerprint, config_path)
+    else:
+        raise UserError(f"Adapter folder '{stored.folder}' has no {ADAPTER_CONFIG}.")

@@ -1,0 +1,386 @@
+"""One readable training loop on accelerate, resumable bit for bit at any optimizer step.
+
+    for each optimizer step:
+        for each of `grad_accumulation` micro-batches (seeded order per epoch):
+            loss = task loss (+ fusion regularizer); backward(loss / grad_accumulation)
+        clip, optimizer step, schedule step
+        log; evaluate and keep the best weights; checkpoint; stop cleanly on Ctrl-C
+    at the end: reload the best weights, write the phase's end state
+
+Checkpoints are written only at optimizer-step boundaries, with the optimizer, scheduler,
+RNG states and data position, so a resumed run continues exactly where it stopped. The loop
+knows nothing about adapters or tasks: the workflow hands it the trainable parameters, a loss
+function, a collator and the encoded examples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advfusion_cli.workflows import checkpoint as ckpt
+from advfusion_cli.workflows.batching import (
+    epoch_permutation,
+    micro_batch_indices,
+    micro_batches_per_epoch,
+)
+from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
+from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
+from advfusion_cli.workflows.runs import RunDir
+
+# loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
+LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
+
+# Called after every optimizer step with (phase name, step): an extension point that tests
+# use to interrupt a run at an exact step.
+AFTER_STEP_HOOKS: list[Callable[[str, int], None]] = []
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The knobs of one training phase (flat values; the workflow maps the job spec here)."""
+
+    learning_rate: float
+    total_steps: int  # optimizer steps in this phase
+    batch_size: int = 1  # per process
+    grad_accumulation: int = 1
+    weight_decay: float = 0.0
+    schedule: str = "linear"  # linear | cosine | constant, each after linear warmup
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    eval_every: int | None = None  # optimizer steps; the phase's last step always evaluates
+    save_every: int | None = None  # optimizer steps; the end of a phase is always saved
+    eval_batch_size: int = 4
+    keep_checkpoints: int = 2
+    keep_best: bool = True  # reload the weights with the lowest eval loss at the end
+    seed: int = 0
+    optimizer: str = "auto"  # auto | adamw | paged_adamw_32bit
+
+
+@dataclass
+class Phase:
+    """A stretch of training with its own data, schedule and checkpoints."""
+
+    name: str
+    train: Sequence[Any]
+    eval: Sequence[Any]
+    settings: LoopSettings
+    description: str = ""
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    steps: int
+    best_eval_loss: float | None
+    best_step: int | None
+    last_loss: float | None
+    tokens: int
+    elapsed_s: float
+    resumed_from: int | None = None
+    optimizer_state: dict | None = field(default=None, repr=False)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a clean stop (Ctrl-C): the checkpoint to resume from is on disk."""
+
+    def __init__(self, run: RunDir, phase: str, step: int):
+        super().__init__(f"interrupted at step {step} of phase '{phase}' in run {run.id}")
+        self.run, self.phase, self.step = run, phase, step
+
+
+class StopRequest:
+    """First Ctrl-C: finish the current step, checkpoint, stop. Second Ctrl-C: abort now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class Trainer:
+    """Runs phases over one prepared model; the optimizer state may carry over between phases."""
+
+    def __init__(
+        self,
+        accelerator,
+        model: nn.Module,
+        trainable: dict[str, nn.Parameter],
+        loss_fn: LossFn,
+        collate: Callable[[list[Any]], dict[str, Tensor]],
+        run: RunDir,
+        extra_loss: Callable[[], Tensor] | None = None,
+        progress: PhaseProgress | None = None,
+        stop: StopRequest | None = None,
+        extra_state: Callable[[], dict] | None = None,
+        load_extra_state: Callable[[dict], None] | None = None,
+    ):
+        self.accelerator = accelerator
+        self.model = model
+        self.trainable = trainable
+        self.loss_fn = loss_fn
+        self.collate = collate
+        self.run = run
+        self.extra_loss = extra_loss
+        self.progress = progress if accelerator.is_main_process and progress else NullProgress()
+        self.stop = stop or StopRequest()
+        self.extra_state = extra_state or dict
+        self.load_extra_state = load_extra_state or (lambda state: None)
+        self.world = accelerator.num_processes
+        self.rank = accelerator.process_index
+        self.is_main = accelerator.is_main_process
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def run_phase(self, phase: Phase, carry_optimizer: dict | None = None) -> PhaseResult:
+        """Train one phase to its end (resuming from its last checkpoint if there is one).
+
+        `carry_optimizer`: an optimizer state dict to start from (AdvFusion keeps phase 1's
+        Adam moments for phase 2); the learning-rate schedule always starts over.
+        """
+        s = phase.settings
+        params = list(self.trainable.values())
+        optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay)
+        if carry_optimizer is not None:
+            optimizer.load_state_dict(carry_optimizer)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = s.learning_rate
+        scheduler = build_scheduler(optimizer, s.schedule, s.total_steps, s.warmup_ratio)
+
+        if self._end_dir(phase).exists():  # finished in an earlier session: take its end state
+            pos = self._restore(self._end_dir(phase), optimizer, scheduler)
+            return self._result(phase, pos, optimizer, resumed_from=pos.step, last_loss=None)
+        pos, resumed_from = ckpt.LoopPosition(), None
+        latest = ckpt.latest_checkpoint(self._phase_dir(phase))
+        if latest is not None:
+            pos = self._restore(latest, optimizer, scheduler)
+            resumed_from = pos.step
+        if self.is_main:  # forget metrics logged after the checkpoint we resume from
+            self.run.rewind_metrics(
+                lambda r, k=pos.step: r.get("phase") != phase.name or r.get("step", 0) <= k
+            )
+
+        order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
+        self.model.train()
+        self.progress.start(phase.name, phase.description, s.total_steps, pos.step)
+        session_start, elapsed_before, saved_at = time.perf_counter(), pos.elapsed_s, pos.step
+        last_loss = None
+        while pos.step < s.total_steps:
+            window_start = time.perf_counter()
+            order, loss, tokens = self._accumulate_gradients(phase, pos, order)
+            if s.max_grad_norm:
+                self.accelerator.clip_grad_norm_(params, s.max_grad_norm)
+            step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            pos.step += 1
+            pos.tokens += tokens
+            pos.elapsed_s = elapsed_before + time.perf_counter() - session_start
+            last_loss = loss
+            self._log_step(phase, pos, loss, step_lr, tokens / (time.perf_counter() - window_start))
+
+            is_last = pos.step == s.total_steps
+            if is_last or (s.eval_every and pos.step % s.eval_every == 0):
+                self._evaluate_and_keep_best(phase, pos)
+            if not is_last and s.save_every and pos.step % s.save_every == 0:
+                self._checkpoint(phase, pos, optimizer, scheduler)
+                saved_at = pos.step
+            for hook in AFTER_STEP_HOOKS:
+                hook(phase.name, pos.step)
+            if not is_last and self._any_process_stopping():
+                if saved_at != pos.step:
+                    self._checkpoint(phase, pos, optimizer, scheduler)
+                self.progress.stop()
+                raise TrainingInterrupted(self.run, phase.name, pos.step)
+
+        if s.keep_best and pos.best_step is not None and self._best_file(phase).exists():
+            ckpt.load_weights_into(self._best_file(phase), self.trainable)
+        self._save(self._phase_dir(phase), "end", optimizer, scheduler, pos)
+        if self.is_main:  # the end state supersedes the step checkpoints
+            ckpt.prune(self._phase_dir(phase), keep=-1)
+        self.progress.finish(pos.best_eval_loss)
+        return self._result(phase, pos, optimizer, resumed_from, last_loss)
+
+    def _accumulate_gradients(
+        self, phase: Phase, pos: ckpt.LoopPosition, order: list[int]
+    ) -> tuple[list[int], float, int]:
+        """Forward/backward over one step's micro-batches; returns (order, loss, tokens) with
+        loss averaged and tokens summed over micro-batches and processes."""
+        s = phase.settings
+        micro_per_epoch = micro_batches_per_epoch(len(phase.train), s.batch_size, self.world)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)  # loss, tokens
+        for micro in range(s.grad_accumulation):
+            if pos.index >= micro_per_epoch:  # next epoch, next seeded permutation
+                pos.epoch, pos.index = pos.epoch + 1, 0
+                order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
+            ids = micro_batch_indices(order, pos.index, s.batch_size, self.world, self.rank)
+            batch = self._to_device(self.collate([phase.train[i] for i in ids]))
+            pos.index += 1
+            # Gradients are averaged across processes only on the step's last micro-batch.
+            last = micro == s.grad_accumulation - 1
+            sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
+            with sync, self.accelerator.autocast():
+                loss, _ = self.loss_fn(self.model, batch, True)
+                if self.extra_loss is not None:
+                    loss = loss + self.extra_loss()
+                self.accelerator.backward(loss / s.grad_accumulation)
+            totals[0] += loss.detach().double() / s.grad_accumulation
+            totals[1] += batch["attention_mask"].sum()
+        if self.world > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        return order, float(totals[0]) / self.world, int(totals[1])
+
+    def _log_step(
+        self, phase: Phase, pos: ckpt.LoopPosition, loss: float, lr: float, tokens_per_s: float
+    ) -> None:
+        micro_per_epoch = micro_batches_per_epoch(
+            len(phase.train), phase.settings.batch_size, self.world
+        )
+        record = {
+            "phase": phase.name,
+            "step": pos.step,
+            "epoch": round(pos.epoch + pos.index / micro_per_epoch, 4),
+            "loss": round(loss, 6),
+            "lr": lr,
+            "tokens_per_s": round(tokens_per_s, 1),
+            "tokens": pos.tokens,
+            "elapsed_s": round(pos.elapsed_s, 3),
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+        }
+        if self.is_main:
+            self.run.log(record)
+        self.progress.update(pos.step, record)
+
+    # ---- evaluation ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, examples: Sequence[Any], batch_size: int) -> float | None:
+        """Token-weighted mean loss (the loss function's eval labels: the completion only),
+        over all processes' shares of the examples."""
+        if not examples:
+            return None
+        # The unwrapped model: processes hold different numbers of eval batches, so the
+        # forward must not run DDP's collectives.
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        mine = list(range(self.rank, len(examples), self.world))
+        totals = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)
+        for start in range(0, len(mine), batch_size):
+            chunk = [examples[i] for i in mine[start : start + batch_size]]
+            batch = self._to_device(self.collate(chunk))
+            with self.accelerator.autocast():
+                loss, count = self.loss_fn(model, batch, False)
+            totals[0] += loss.double() * count
+            totals[1] += count
+        if self.world > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        model.train(was_training)
+        return float(totals[0] / totals[1]) if totals[1] > 0 else None
+
+    def _evaluate_and_keep_best(self, phase: Phase, pos: ckpt.LoopPosition) -> None:
+        eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
+        if eval_loss is None:
+            return
+        improved = pos.best_eval_loss is None or eval_loss < pos.best_eval_loss
+        if improved:
+            pos.best_eval_loss, pos.best_step = eval_loss, pos.step
+            if self.is_main:
+                ckpt.save_weights(self._best_file(phase), self.trainable)
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            record = {"phase": phase.name, "step": pos.step, "eval_loss": round(eval_loss, 6)}
+            self.run.log({**record, "best": improved})
+        self.progress.note_eval(pos.step, eval_loss, improved)
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def _phase_dir(self, phase: Phase) -> Path:
+        return self.run.checkpoints / phase.name
+
+    def _end_dir(self, phase: Phase) -> Path:
+        return self._phase_dir(phase) / "end"
+
+    def _best_file(self, phase: Phase) -> Path:
+        return self.run.best / phase.name / ckpt.WEIGHTS_FILE
+
+    def _checkpoint(self, phase: Phase, pos, optimizer, scheduler) -> None:
+        name = ckpt.checkpoint_name(pos.step)
+        keep = phase.settings.keep_checkpoints
+        self._save(self._phase_dir(phase), name, optimizer, scheduler, pos, keep)
+
+    def _save(self, parent: Path, name: str, optimizer, scheduler, pos, keep: int = 0) -> None:
+        """Every process writes its RNG state; the main process writes the rest and publishes."""
+        if self.is_main:
+            ckpt.begin(parent, name)
+        self.accelerator.wait_for_everyone()
+        tmp = ckpt.pending(parent, name)
+        ckpt.write_rng(tmp, self.rank)
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            extra = self.extra_state()
+            ckpt.write_main_state(tmp, self.trainable, optimizer, scheduler, pos, extra)
+            ckpt.publish(tmp, parent, name)
+            ckpt.prune(parent, keep)
+        self.accelerator.wait_for_everyone()
+
+    def _restore(self, folder: Path, optimizer, scheduler) -> ckpt.LoopPosition:
+        ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, self.trainable)
+        state = ckpt.read_state(folder)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        self.load_extra_state(state.get("extra", {}))
+        rng = ckpt.read_rng(folder, self.rank)
+        if rng is not None:
+            ckpt.set_rng_state(rng)
+        return ckpt.LoopPosition.from_dict(state["position"])
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        device = self.accelerator.device
+        return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def _any_process_stopping(self) -> bool:
+        """Ctrl-C reaches processes at slightly different times; all stop at the same step."""
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.accelerator.device)
+        if self.world > 1:
+            flag = self.accelerator.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def _result(self, phase, pos, optimizer, resumed_from, last_loss) -> PhaseResult:
+        return PhaseResult(
+            name=phase.name,
+            steps=pos.step,
+            best_eval_loss=pos.best_eval_loss,
+            best_step=pos.best_step,
+            last_loss=last_loss,
+            tokens=pos.tokens,
+            elapsed_s=pos.elapsed_s,
+            resumed_from=resumed_from,
+            optimizer_state=optimizer.state_dict(),
+        )
