@@ -408,6 +408,22 @@ def test_temperature_schedule():
     assert fixed.temperature == 1.0
 
 
+def test_temperature_advances_once_per_step_under_gradient_checkpointing():
+    from torch.utils.checkpoint import checkpoint
+
+    fusion = randomize_fusion(FusionLayer(D, 3, FusionConfig(temperature=True))).train()
+    query, z, f = fusion_inputs(batch=1, tokens=2)
+    query.requires_grad_(True)
+    out, _ = checkpoint(fusion, query, z, f, use_reentrant=False)
+    out.sum().backward()  # the recompute inside backward must reuse T = 50, not step again
+    assert fusion.temperature == pytest.approx(49.95)
+    plain = randomize_fusion(FusionLayer(D, 3, FusionConfig(temperature=True))).train()
+    plain.load_state_dict(fusion.state_dict())
+    query_plain = query.detach().clone().requires_grad_(True)
+    plain(query_plain, z, f)[0].sum().backward()
+    torch.testing.assert_close(query.grad, query_plain.grad, **TOL)  # same T in both passes
+
+
 def test_regularization():
     fusion = FusionLayer(D, 2)
     # At init W_V = I + 1e-6 off the diagonal: ||I - W_V||^2 = (d^2 - d) * 1e-12.

@@ -166,6 +166,7 @@ class FusionLayer(nn.Module):
         # The schedule is host-side Python state: reading a device tensor would sync the GPU.
         self.temperature_start = TEMPERATURE_START if config.temperature else 1.0
         self.temperature_steps = 0
+        self._last_temperature: float | None = None
 
     @property
     def n_adapters(self) -> int:
@@ -178,9 +179,14 @@ class FusionLayer(nn.Module):
         return max(self.temperature_start - self.temperature_steps * step, 1.0)
 
     def _take_temperature(self) -> float:
+        if torch._C._current_graph_task_id() != -1 and self._last_temperature is not None:
+            # Inside backward: gradient checkpointing is re-running this forward. Use the
+            # temperature the original forward used instead of advancing the schedule twice.
+            return self._last_temperature
         temperature = self.temperature
         if self.training and temperature > 1.0:
             self.temperature_steps += 1
+        self._last_temperature = temperature
         return temperature
 
     def _query_terms(self, query: Tensor) -> tuple[Tensor, Tensor]:
