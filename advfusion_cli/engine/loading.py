@@ -173,7 +173,13 @@ def load_model(
     on_gpu = _wants_gpu(device_map)
     if device_map is None and on_gpu:
         device_map = {"": torch.cuda.current_device()}
-    kwargs: dict = dict(revision=revision, trust_remote_code=trust_remote_code, dtype=torch_dtype)
+    # Weights load from safetensors only: a pickled pytorch_model.bin can run code on load.
+    kwargs: dict = dict(
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        dtype=torch_dtype,
+        use_safetensors=True,
+    )
     bnb_config = quant.to_transformers(on_gpu)
     if bnb_config is not None:
         _require_bitsandbytes(quant.mode)

@@ -152,6 +152,12 @@ def load_lora(
             f"{config_path} is not a peft config (kind {peft_config.get('kind')!r}); "
             "load advfusion adapters with AdapterHost.load_adapter."
         )
+    if not (folder / "adapter_model.safetensors").is_file():
+        # peft would fall back to a pickled adapter_model.bin, which can run code on load.
+        raise UserError(
+            f"LoRA folder '{folder}' has no adapter_model.safetensors "
+            "(only safetensors weights are loaded)."
+        )
     fingerprint_path = folder / FINGERPRINT_FILE
     if fingerprint_path.is_file():
         check_fingerprint(

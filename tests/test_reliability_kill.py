@@ -1,0 +1,174 @@
+"""Crash safety of training: `python -m advfusion_cli train-adapters` killed with SIGKILL in the
+middle of a step and in the middle of a checkpoint write, then stopped with SIGINT, resumes
+each time and ends with adapter weights bit-identical to an uninterrupted run with the same
+seed; after every crash each published file in the run directory still parses or loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_workflow_cli import common, make_tokenizer, write_commits
+
+STEPS = 40
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_model_dir):
+    import shutil
+
+    root = tmp_path_factory.mktemp("kill")
+    model = root / "model"
+    shutil.copytree(tiny_model_dir("llama"), model)
+    make_tokenizer(model)
+    write_commits(root / "commits")
+    return model, root / "commits"
+
+
+def command(world, workdir: Path) -> list[str]:
+    args = common(world, workdir, STEPS, "train-adapters", "--langs", "ruby")
+    args += ["--set", "training.save_every_steps=2", "--set", "training.eval_every_steps=10"]
+    return [sys.executable, "-m", "advfusion_cli", *args]
+
+
+def env() -> dict[str, str]:
+    found = dict(os.environ)
+    found["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    found["OMP_NUM_THREADS"] = "1"  # the same thread count in every run: identical reductions
+    return found
+
+
+def run_to_end(world, workdir: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        command(world, workdir), capture_output=True, text=True, env=env(), timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def the_run(workdir: Path) -> Path | None:
+    runs = (
+        list((workdir / "runs").glob("task-adapter-ruby-*")) if (workdir / "runs").exists() else []
+    )
+    return runs[0] if runs else None
+
+
+def checkpoint_names(workdir: Path) -> list[str]:
+    run = the_run(workdir)
+    folder = run / "checkpoints" / "adapter" if run else None
+    if folder is None or not folder.is_dir():
+        return []
+    try:
+        return [entry.name for entry in os.scandir(folder)]
+    except FileNotFoundError:
+        return []
+
+
+def start_and_kill(world, workdir: Path, when) -> tuple[bool, int]:
+    """Start the command, SIGKILL it once `when(names)` holds for the checkpoint folder's
+    entries; (killed, return code)."""
+    process = subprocess.Popen(
+        command(world, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+    )
+    killed = False
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        if when(checkpoint_names(workdir)):
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.0005)
+    return killed, process.wait(timeout=60)
+
+
+def writing_at_least(names: list[str], step: int) -> bool:
+    """A checkpoint of step >= `step` is being written (its temporary folder exists)."""
+    return any(
+        n.startswith(".step-") and n.endswith(".tmp") and int(n[6:12]) >= step for n in names
+    )
+
+
+def assert_nothing_corrupt(run: Path) -> None:
+    """Every published file loads: JSON, safetensors, weights-only torch files; temporary
+    (dot-named) entries are ignored, since nothing reads them."""
+    for path in run.rglob("*"):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(run).parts):
+            continue
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors":
+            load_file(path)
+        elif path.suffix == ".pt":
+            torch.load(path, map_location="cpu", weights_only=True)
+        elif path.suffix == ".jsonl":
+            lines = path.read_text().splitlines()
+            for line in lines[:-1]:  # the last line may be torn by a crash; resume drops it
+                json.loads(line)
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "final" / "adapter.safetensors")
+
+
+def test_sigkill_and_sigint_then_rerun_give_the_uninterrupted_weights(world, tmp_path):
+    reference = tmp_path / "reference"
+    run_to_end(world, reference)
+    expected = final_weights(the_run(reference))
+
+    workdir = tmp_path / "crashed"
+    # 1. during training, once the first checkpoint is published
+    killed, code = start_and_kill(
+        world, workdir, lambda names: any(n.startswith("step-") for n in names)
+    )
+    assert killed and code == -signal.SIGKILL
+    run = the_run(workdir)
+    assert json.loads((run / "status.json").read_text())["status"] == "running"  # it died
+    assert_nothing_corrupt(run)
+
+    # 2. during checkpoint writes: kill the moment a checkpoint's temporary folder appears,
+    # each round one write later (steps 4, 8, 12, 16), resuming from the previous crash
+    for round_ in range(1, 5):
+        first = 4 * round_
+        killed, code = start_and_kill(
+            world, workdir, lambda names, first=first: writing_at_least(names, first)
+        )
+        assert killed and code == -signal.SIGKILL, f"the write of step {first} was not caught"
+        assert_nothing_corrupt(run)
+        published = [n for n in checkpoint_names(workdir) if n.startswith("step-")]
+        assert max(int(n.split("-")[1]) for n in published) < first  # never half-published
+
+    # 3. SIGINT: saves a checkpoint, exits 130 and says how to resume
+    process = subprocess.Popen(
+        command(world, workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env(),
+    )  # fmt: skip
+    while process.poll() is None and not writing_at_least(checkpoint_names(workdir), 20):
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Run the same command again to resume" in stderr
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and 20 <= status["step"] < STEPS
+    assert_nothing_corrupt(run)
+
+    # 4. the rerun resumes and finishes with exactly the reference weights
+    done = run_to_end(world, workdir)
+    assert "resumed" in done.stdout
+    got = final_weights(run)
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    assert_nothing_corrupt(run)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, STEPS + 1))
+    leftovers = [str(p) for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
