@@ -174,9 +174,18 @@ def test_compacter_init_follows_glorot_and_rule_std():
 
 
 def test_compacter_sizes_not_divisible_by_phm_dim_name_them():
-    config = AdapterConfig.compacter(reduction_factor=2)  # 30 -> 15, phm_dim 4
-    with pytest.raises(ValueError, match=r"30 -> 15 .*phm_dim 4"):
+    config = AdapterConfig.compacter(reduction_factor=2)  # 30 -> 15 rounded to 16, phm_dim 4
+    with pytest.raises(ValueError, match=r"30 -> 16 .*phm_dim 4"):
         Adapter(30, config, new_phm_rule(config))
+
+
+def test_compacter_bottleneck_rounds_up_to_a_multiple_of_phm_dim():
+    config = AdapterConfig.compacter()  # reduction 32, phm_dim 4
+    assert config.bottleneck_size(4096) == 128  # real models: unchanged
+    assert config.bottleneck_size(192) == 8  # 6 is not divisible by 4: rounded up
+    assert AdapterConfig.task_adapter().bottleneck_size(200) == 12  # task adapters never round
+    adapter = Adapter(192, config, new_phm_rule(config))
+    assert adapter(torch.randn(2, 192)).shape == (2, 192)
 
 
 def test_compacter_rule_arguments_are_checked():

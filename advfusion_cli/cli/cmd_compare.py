@@ -1,0 +1,132 @@
+"""`advfusion compare`: train what is missing, evaluate every method on the same items, one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from advfusion_cli.cli.app import app
+from advfusion_cli.compare.options import DEFAULT_METHODS
+from advfusion_cli.workflows import cli_common as c
+
+
+@app.command("compare")
+def compare_command(
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods",
+            help="Comma-separated: lora, compacter, task-adapter, adapterfusion(-compacter), "
+            "advfusion(-compacter), base (frozen base: the floor), base-1shot (one example in "
+            "the prompt).",
+        ),
+    ] = ",".join(DEFAULT_METHODS),
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target language (default ruby).")
+    ] = None,
+    langs: Annotated[
+        str | None,
+        typer.Option("--langs", help="Languages the fusions fuse (default all)."),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default the spec's seed)."),
+    ] = None,
+    vary: Annotated[
+        str | None,
+        typer.Option(
+            "--vary",
+            help="Run every method at each value of one setting, e.g. quantization=4bit,none "
+            "or training.lr=1e-3,5e-3; adds a column.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "test",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate on this many items (seeded).")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Candidates per item (pass@k needs n >= k).")] = 1,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sample (default: greedy).")
+    ] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Top-k filter; 0 = none.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch.")] = 8,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="New tokens per candidate (authors: 512).")
+    ] = 512,
+    execute: Annotated[
+        bool,
+        typer.Option(
+            "--execute/--no-execute", help="Run code-generation candidates in the sandbox."
+        ),
+    ] = True,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Sandbox processes (default up to 4).")
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help="Metrics shown in the table (all are in results.*)."),
+    ] = None,
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")] = 1000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Results folder (default <workdir>/compare/<task>-<target>-<hash>)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Evaluate again (finished training runs are still reused)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs and their state; train nothing.")
+    ] = False,
+    model: c.ModelOpt = None,
+    data: c.DataOpt = None,
+    task: c.TaskOpt = None,
+    quantization: c.QuantOpt = None,
+    spec: c.SpecOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override one spec key for every run (training.lr=1e-4), or for one method's "
+            "runs (compacter:method.reduction_factor=24). Repeatable.",
+        ),
+    ] = None,
+    preset: c.PresetOpt = None,
+    workdir: c.WorkdirOpt = None,
+) -> None:
+    """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
+    from advfusion_cli.compare.cli import run_compare
+
+    run_compare(
+        methods=methods,
+        langs=langs,
+        seeds=seeds,
+        vary=vary,
+        split=split,
+        limit=limit,
+        decoding=dict(
+            n=n,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        ),
+        execute=execute,
+        workers=workers,
+        metrics=metrics,
+        resamples=resamples,
+        out=out,
+        force=force,
+        dry_run=dry_run,
+        flags=c.common_flags(model, data, task, quantization, workdir, None)
+        | {"data.target": target},
+        spec_path=spec,
+        sets=set_,
+        preset=preset,
+    )

@@ -1,0 +1,1 @@
+"""compare, inspect and demo: train what is missing, evaluate every method, one table with noise verdicts."""

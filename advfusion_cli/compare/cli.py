@@ -1,0 +1,151 @@
+"""The `compare` command's glue: flags -> CompareRequest -> compare -> table on stdout."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from advfusion_cli.compare.options import parse_methods, parse_seeds, parse_vary
+from advfusion_cli.compare.training import SpecInputs
+from advfusion_cli.compare.workflow import CompareRequest, CompareResult
+
+
+def stdout_console() -> Console:
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def print_result(result: CompareResult, console: Console) -> None:
+    from advfusion_cli.compare.table import legend, rich_table, verdict_lines
+
+    console.print(rich_table(result.rows, result.metrics, result.title, result.vary_label))
+    console.print(legend(result.n_items, result.n_resamples, result.seeds), markup=False)
+    for line in verdict_lines(result.rows, result.metrics, result.vary_label):
+        console.print(f"  {line}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"Results in {result.folder}: {', '.join(result.files)}", markup=False)
+
+
+def build_request(
+    *,
+    methods: str,
+    langs: str | None,
+    seeds: str | None,
+    vary: str | None,
+    split: str,
+    limit: int | None,
+    decoding: dict,
+    execute: bool,
+    workers: int | None,
+    metrics: str | None,
+    resamples: int,
+    out: Path | None,
+    force: bool,
+    flags: dict,
+    spec_path: Path | None,
+    sets: list[str] | None,
+    preset: str | None,
+    title: str | None = None,
+) -> CompareRequest:
+    from advfusion_cli.errors import UserError
+    from advfusion_cli.evaluate.workflow import EvalRequest
+    from advfusion_cli.inference.generation import DecodingSettings
+
+    if spec_path is not None and not spec_path.is_file():
+        raise UserError(f"Spec file '{spec_path}' does not exist.")
+    if resamples < 1:
+        raise UserError(f"--resamples must be >= 1, got {resamples}.")
+    table_metrics = None
+    if metrics:
+        table_metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    return CompareRequest(
+        methods=tuple(parse_methods(methods)),
+        seeds=tuple(parse_seeds(seeds)) if seeds else None,
+        vary=parse_vary(vary),
+        languages=langs,
+        inputs=SpecInputs.from_cli(spec_path, preset, sets, flags),
+        evaluation=EvalRequest(
+            split=split,
+            limit=limit,
+            decoding=DecodingSettings(**decoding),
+            execute=execute,
+            workers=workers,
+            force=force,
+        ),
+        table_metrics=table_metrics,
+        out=out,
+        n_resamples=resamples,
+        title=title,
+    )
+
+
+def dry_run_table(request: CompareRequest) -> Table:
+    """The jobs and the training runs they would reuse or train; nothing is loaded."""
+    from advfusion_cli.compare.training import job_spec
+    from advfusion_cli.compare.workflow import plan_jobs, reference_spec
+    from advfusion_cli.workflows.plan import plan_adapters, plan_fusion
+
+    base = reference_spec(request)
+    seeds = list(request.seeds) if request.seeds else [base.training.seed]
+    table = Table(title=f"compare -> {base.data.target} (dry run)", title_justify="left")
+    for column in ("method", "seed", "setting", "run", "state"):
+        table.add_column(column, overflow="fold")
+    for job in plan_jobs(request, seeds):
+        spec = job_spec(job, base.data.target, request.languages, request.inputs, request.vary)
+        setting = f"{request.vary.label}={job.vary_value}" if request.vary else ""
+        if job.is_base:
+            table.add_row(job.method, "-", setting, "(no training)", "evaluate only")
+            continue
+        if spec.is_fusion:
+            plan = plan_fusion("compare", spec, False, train_missing=True)
+        else:
+            plan = plan_adapters("compare", spec, False)
+        for run_plan in plan.runs:
+            what = (
+                job.method
+                if run_plan.role != "adapter" or not spec.is_fusion
+                else (f"  {run_plan.language} adapter")
+            )
+            state = run_plan.state + (f" ({run_plan.note})" if run_plan.note else "")
+            table.add_row(what, str(job.seed), setting, run_plan.run.id, state)
+    return table
+
+
+def run_compare(*, dry_run: bool, **options) -> None:
+    console = stdout_console()
+    request = build_request(**options)
+    if dry_run:
+        console.print(dry_run_table(request))
+        console.print("Nothing was trained or evaluated (--dry-run).")
+        return
+    from advfusion_cli.compare.workflow import compare
+
+    with interrupts_explained():
+        result = compare(request)
+    print_result(result, console)
+
+
+@contextmanager
+def interrupts_explained():
+    """Ctrl-C: say where the interrupted run's checkpoint is and exit 130 (rerun resumes)."""
+    import typer
+
+    from advfusion_cli.workflows.progress import stderr_console
+    from advfusion_cli.workflows.trainer import TrainingInterrupted
+
+    try:
+        yield
+    except TrainingInterrupted as stop:
+        stderr_console().print(
+            f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
+            f"'{stop.phase}'; its checkpoint is in {stop.run.checkpoints}. Run the same "
+            "command again to resume; finished runs and evaluations are reused."
+        )
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        stderr_console().print("Interrupted. Run the same command again to resume.")
+        raise typer.Exit(130) from None

@@ -1,0 +1,119 @@
+"""One progress display for a whole pipeline: an overall bar over its stages, one bar for now.
+
+The training loop reports through the workflows' phase-progress methods (start, update,
+note_eval, finish, stop) and evaluations through begin/advance/update/end; both draw into the
+same rich Progress, so `compare` and `demo` show one live display from start to end.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from advfusion_cli.workflows.progress import format_memory
+
+
+class PipelineProgress:
+    """Overall stages plus the current activity; start() once, stop() at the very end."""
+
+    def __init__(self, total_stages: int, title: str, console: Console | None = None):
+        self.console = console or Console(stderr=True, highlight=False)
+        self.started = time.perf_counter()
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=28),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._overall = self._progress.add_task(f"[bold]{title}", total=total_stages, detail="")
+        self._current = self._progress.add_task("waiting", total=1, detail="", visible=False)
+        self._label = ""
+        self._running = False
+        self.log: list[str] = []  # one line per finished stage (kept for a summary)
+
+    # ---- the pipeline -------------------------------------------------------------------
+    def open(self) -> PipelineProgress:
+        if not self._running:
+            self._progress.start()
+            self._running = True
+        return self
+
+    def close(self) -> None:
+        if self._running:
+            self._progress.update(self._current, visible=False)
+            self._progress.stop()
+            self._running = False
+
+    def stage(self, label: str) -> None:
+        """The next stage begins (shown in the overall bar)."""
+        self._progress.update(self._overall, detail=label)
+
+    def stage_done(self, message: str | None = None) -> None:
+        self._progress.advance(self._overall)
+        if message:
+            self.log.append(message)
+
+    def add_stages(self, count: int) -> None:
+        task = self._progress.tasks[self._overall]
+        self._progress.update(self._overall, total=(task.total or 0) + count)
+
+    # ---- training phases (the workflows' PhaseProgress interface) -----------------------
+    def start(self, name: str, description: str, total: int, completed: int) -> None:
+        self._label = f"  train {description or name}"
+        self._progress.reset(
+            self._current, total=max(total, 1), completed=completed, visible=True, detail=""
+        )
+        self._progress.update(self._current, description=self._label)
+
+    def update(self, step: int, record: dict) -> None:
+        detail = (
+            f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s  "
+            f"mem {format_memory(record['peak_memory_mb'])}"
+        )
+        self._progress.update(self._current, completed=step, detail=detail)
+
+    def note_eval(self, step: int, eval_loss: float, improved: bool) -> None:
+        task = self._progress.tasks[self._current]
+        detail = f"{task.fields.get('detail', '')}  eval {eval_loss:.3f}{' *' if improved else ''}"
+        self._progress.update(self._current, detail=detail.strip())
+
+    def finish(self, best_eval_loss: float | None) -> None:
+        self._progress.update(self._current, visible=False)
+
+    def stop(self) -> None:
+        self._progress.update(self._current, visible=False)
+
+    # ---- evaluations (EvalProgress interface) -------------------------------------------
+    def begin(self, label: str, total: int) -> None:
+        self._progress.reset(self._current, total=max(total, 1), visible=True, detail="")
+        self._progress.update(self._current, description=f"  {label}")
+
+    def advance(self, count: int = 1) -> None:
+        self._progress.advance(self._current, count)
+
+    def progress_to(self, done: int, total: int) -> None:
+        self._progress.update(self._current, completed=done, total=max(total, 1))
+
+    def end(self) -> None:
+        self._progress.update(self._current, visible=False)
+
+    def note(self, text: str) -> None:
+        self.log.append(text)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started

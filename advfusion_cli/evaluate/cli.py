@@ -1,0 +1,79 @@
+"""The `evaluate` command's glue: flags -> run reference and request -> evaluate -> table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from advfusion_cli.errors import UserError
+
+BASE_ONLY_FLAGS = {
+    "model.name_or_path": "--model",
+    "data.source": "--data",
+    "model.quantization": "--quantization",
+    "data.target": "--target",
+}
+
+
+def base_spec(spec_path: Path | None, preset: str | None, sets: list[str] | None, flags: dict):
+    """The base model's spec from the usual layers; the method is irrelevant (no adapter)."""
+    from advfusion_cli.workflows import cli_common
+
+    return cli_common.resolve(spec_path, preset, sets, {**flags, "method.name": "task-adapter"})
+
+
+def run_evaluate(
+    *,
+    run: str,
+    split: str,
+    limit: int | None,
+    sample_seed: int,
+    decoding: dict,
+    execute: bool,
+    workers: int | None,
+    out: Path | None,
+    force: bool,
+    base_flags: dict,
+    spec_path: Path | None,
+    sets: list[str] | None,
+    preset: str | None,
+) -> None:
+    from advfusion_cli.evaluate.progress import RichEvalProgress
+    from advfusion_cli.evaluate.report import evaluation_table
+    from advfusion_cli.evaluate.workflow import EvalRequest, evaluate
+    from advfusion_cli.inference.generation import DecodingSettings
+    from advfusion_cli.inference.resolve import resolve_run
+    from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
+
+    settings = DecodingSettings(**decoding)
+    request = EvalRequest(
+        split=split,
+        limit=limit,
+        seed=sample_seed,
+        decoding=settings,
+        execute=execute,
+        workers=workers,
+        force=force,
+    )
+    workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
+    ref = resolve_run(run, workdir, task=base_flags.get("data.task"))
+    spec = None
+    if ref.is_base:
+        spec = base_spec(spec_path, preset, sets, base_flags)
+    else:
+        given = [flag for key, flag in BASE_ONLY_FLAGS.items() if base_flags.get(key) is not None]
+        if spec_path is not None or sets or preset:
+            given.append("--spec/--set/--preset")
+        if given:
+            raise UserError(
+                f"{', '.join(given)} only apply to --run base; run '{ref.run.id}' is evaluated "
+                "with the model and data it was trained on."
+            )
+    result = evaluate(ref, request, spec=spec, out=out, progress=RichEvalProgress())
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    if result.reused:
+        console.print(f"Reusing the evaluation in {result.folder} (pass --force to redo it).")
+    console.print(evaluation_table(result.record, result.folder))

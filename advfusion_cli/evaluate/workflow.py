@@ -1,0 +1,373 @@
+"""`advfusion evaluate`: generate on a test split, score with the paper's metrics, record everything.
+
+    select items (seeded, --limit) -> load the run as trained -> batched generation
+    -> text metrics (exact variants) -> structure (translation) -> pass@k in the sandbox
+    (code generation) -> fusion attention (fusion runs) -> predictions.jsonl + metrics.json
+
+An evaluation lives in `<run>/evals/<split>-<limit>-<decoding>/` (the base model's under
+`<workdir>/evals/<method>-<target>-<hash8>/...`) and is reused when asked again with the
+same settings, unless `force`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advfusion_cli.errors import UserError
+from advfusion_cli.evaluate.execution import ExecutionCache, execute_candidates
+from advfusion_cli.evaluate.progress import NullEvalProgress
+from advfusion_cli.evaluate.structure import structure_scores
+from advfusion_cli.inference.generation import DecodingSettings, generate_completions, stop_rule_for
+from advfusion_cli.inference.resolve import RunRef
+from advfusion_cli.spec.schema import JobSpec
+from advfusion_cli.workflows import atomic
+from advfusion_cli.workflows.runs import Workdir, identity_hash, now_iso
+
+FORMAT_VERSION = 1
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+ATTENTION_FILE = "fusion_attention.json"
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate on and how to decode. Same request -> same items, same folder."""
+
+    split: str = "test"
+    limit: int | None = None
+    seed: int = 0  # item selection and one-shot demonstrations
+    decoding: DecodingSettings = field(default_factory=DecodingSettings)
+    execute: bool = True  # run code-generation candidates in the sandbox (pass@k)
+    workers: int | None = None  # sandbox processes; None = up to 4
+    attention: bool = True  # fusion runs: record fusion attention on the test items
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {self.limit}.")
+
+    def leaf(self) -> str:
+        limit = "all" if self.limit is None else str(self.limit)
+        seed = f"-seed{self.seed}" if self.seed else ""
+        return f"{self.split}-{limit}-{self.decoding.label}{seed}"
+
+
+@dataclass
+class EvaluationResult:
+    folder: Path
+    record: dict  # the content of metrics.json
+    reused: bool = False
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return self.record["scores"]
+
+    @property
+    def method(self) -> str:
+        return self.record["method"]
+
+
+def base_identity(spec: JobSpec, method: str, target: str) -> str:
+    """What makes two base evaluations the same model on the same data."""
+    data = spec.data
+    return identity_hash(
+        {
+            "method": method,
+            "target": target,
+            "model": spec.model.model_dump(mode="json"),
+            "data": {
+                "task": data.task,
+                "source": data.source,
+                "subset": data.subset,
+                "split_seed": data.split_seed,
+                "max_prompt_tokens": data.max_prompt_tokens,
+                "exec_outcome_filter": data.exec_outcome_filter,
+            },
+        }
+    )
+
+
+def evaluation_folder(ref: RunRef, spec: JobSpec, request: EvalRequest) -> Path:
+    if ref.run is not None:
+        return ref.run.path / "evals" / request.leaf()
+    target = ref.target or spec.data.target
+    workdir = Workdir(spec.output.workdir)
+    name = f"{ref.method}-{target}-{base_identity(spec, ref.method, target)}"
+    return workdir.root / "evals" / name / request.leaf()
+
+
+def read_evaluation(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _reusable(record: dict | None, request: EvalRequest) -> bool:
+    if not record or record.get("format_version") != FORMAT_VERSION:
+        return False
+    wants_execution = record.get("task") == "code-generation" and request.execute
+    # An evaluation made with --no-execute lacks pass@k that this request wants; one where the
+    # toolchain was missing would come out the same again.
+    skipped = record.get("execution", {}).get("reason") == "--no-execute"
+    return not (wants_execution and skipped)
+
+
+def _spec_for(ref: RunRef, spec: JobSpec | None) -> JobSpec:
+    from advfusion_cli.spec.loading import load_spec
+
+    if ref.run is not None:
+        return load_spec(ref.run.job_yaml)
+    if spec is None:
+        raise UserError("Evaluating the base model needs its spec (model, task, data).")
+    if ref.target is not None:
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"target": ref.target})})
+    return spec
+
+
+def evaluate(
+    ref: RunRef,
+    request: EvalRequest,
+    *,
+    spec: JobSpec | None = None,
+    out: Path | None = None,
+    progress=None,
+    cache: ExecutionCache | None = None,
+) -> EvaluationResult:
+    """Evaluate a finished run (or the base model) on `request.split` of its target language."""
+    from advfusion_cli.evaluate.examples import ids_digest, one_shot, select_items
+
+    progress = progress or NullEvalProgress()
+    spec = _spec_for(ref, spec)
+    folder = Path(out) if out is not None else evaluation_folder(ref, spec, request)
+    previous = read_evaluation(folder)
+    if not request.force and _reusable(previous, request):
+        return EvaluationResult(folder, previous, reused=True)
+
+    data, target = spec.data, spec.data.target
+    items = select_items(data, target, request.split, request.limit, request.seed)
+    prompts = one_shot(items, data, target, request.seed) if ref.method == "base-1shot" else items
+    loaded = _load(ref, spec)
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    progress.begin(f"{ref.method} -> {target}: generate", len(items))
+    rule = stop_rule_for(data.task)
+    completions = generate_completions(
+        loaded.model,
+        loaded.tokenizer,
+        prompts,
+        request.decoding,
+        rule,
+        max_prompt_tokens=data.max_prompt_tokens,
+        on_batch=progress.advance,
+    )
+    progress.end()
+    timings["generation_s"] = round(time.perf_counter() - started, 3)
+
+    references = [e.target for e in items]
+    scores, per_item, extra = score_items(data.task, target, completions, references)
+    execution = {"ran": False}
+    if data.task == "code-generation":
+        started = time.perf_counter()
+        execution = _pass_at_k(
+            target, items, completions, request, cache, progress, scores, per_item
+        )
+        timings["execution_s"] = round(time.perf_counter() - started, 3)
+
+    attention = None
+    if request.attention and loaded.is_fusion:
+        from advfusion_cli.inference.attention import fusion_attention
+
+        started = time.perf_counter()
+        progress.begin(f"{ref.method} -> {target}: fusion attention", len(items))
+        attention = fusion_attention(
+            loaded, items, batch_size=request.decoding.batch_size, on_batch=progress.advance
+        )
+        progress.end()
+        timings["attention_s"] = round(time.perf_counter() - started, 3)
+
+    record = {
+        "format_version": FORMAT_VERSION,
+        "method": ref.method,
+        "target": target,
+        "task": data.task,
+        "split": request.split,
+        "limit": request.limit,
+        "n_items": len(items),
+        "selection": {"seed": request.seed, "ids_sha256": ids_digest(items)},
+        "decoding": request.decoding.to_dict(),
+        "stop_rule": rule.description,
+        "max_prompt_tokens": data.max_prompt_tokens,
+        "scores": scores,
+        **extra,
+        "execution": execution,
+        "dropped_prompts": sum(c.dropped is not None for c in completions),
+        "truncated_prompts": sum(c.truncated_prompt for c in completions),
+        "mean_new_tokens": _mean([n for c in completions for n in c.new_tokens]),
+        "timings": timings,
+        "provenance": _provenance(loaded, spec),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_predictions(folder, items, prompts, completions, per_item)
+    if attention is not None:
+        atomic.write_json(folder / ATTENTION_FILE, attention)
+    atomic.write_json(folder / METRICS_FILE, record)  # last: its presence marks a finished eval
+    return EvaluationResult(folder, record)
+
+
+def _load(ref: RunRef, spec: JobSpec):
+    from advfusion_cli.inference.loading import load_base_model, load_run
+
+    if ref.run is not None:
+        return load_run(ref.run)
+    return load_base_model(spec, ref.method)
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def quiet_sacrebleu() -> None:
+    """sacrebleu warns once per item that sentence BLEU wants effective_order; the per-item
+    statistics it is asked for here are summed into corpus BLEU, where that does not apply."""
+    logging.getLogger("sacrebleu").setLevel(logging.ERROR)
+
+
+def score_items(task: str, language: str, completions, references):
+    """(scores, per-item scores, extra metrics.json fields) of the first candidates."""
+    from advfusion_cli.evaluation.metrics import METRIC_SCALE, evaluate_text
+
+    quiet_sacrebleu()
+    predictions = [c.texts[0] for c in completions]
+    report = evaluate_text(predictions, references)
+    scores = dict(report.scores)
+    per_item: dict[str, list] = {name: list(values) for name, values in report.per_item.items()}
+    extra: dict = {"signatures": report.signatures, "scales": dict(METRIC_SCALE)}
+    if task == "code-translation":
+        structure = structure_scores(language, predictions, references)
+        if structure is not None:
+            scored = [v for v in next(iter(structure.values())) if v is not None]
+            extra["structure"] = {"language": language, "n_items": len(scored)}
+            for name, values in structure.items():
+                per_item[name] = values
+                kept = [v for v in values if v is not None]
+                if kept:
+                    scores[name] = sum(kept) / len(kept)
+                    extra["scales"][name] = 1.0
+        else:
+            extra["structure"] = {"language": language, "n_items": 0, "reason": "no reader"}
+    return scores, per_item, extra
+
+
+def _pass_at_k(language, items, completions, request, cache, progress, scores, per_item) -> dict:
+    """Execute candidates, add pass@k to `scores` and per-item values; the metrics.json part."""
+    from advfusion_cli.evaluation.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
+    from advfusion_cli.evaluation.sandbox import executable_languages, sandbox_info
+
+    executable = executable_languages()
+    summary: dict = {"ran": False, "language": language, "executable_languages": executable}
+    if not request.execute:
+        summary["reason"] = "--no-execute"
+        return summary
+    if not executable.get(language, False):
+        summary["reason"] = f"{language} is not executable on this machine (toolchain missing)"
+        return summary
+    with_tests = [i for i, item in enumerate(items) if item.tests]
+    if not with_tests:
+        summary["reason"] = "the test items carry no stdin/stdout tests"
+        return summary
+    progress.begin(f"execute {language} programs", 1)
+    results = execute_candidates(
+        language,
+        [items[i].tests for i in with_tests],
+        [completions[i].texts for i in with_tests],
+        cache=cache,
+        workers=request.workers,
+        on_progress=progress.progress_to,
+    )
+    progress.end()
+    counts = [(r.n, r.passed) for r in results]
+    n = request.decoding.n
+    means = mean_pass_at_k(counts, DEFAULT_KS)
+    scores.update(means)
+    for name in means:
+        k = int(name.split("@")[1])
+        values: list = [None] * len(items)
+        for index, value in zip(with_tests, per_problem_pass_at_k(counts, k), strict=True):
+            values[index] = value
+        per_item[name] = values
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status in result.statuses:
+            statuses[status] = statuses.get(status, 0) + 1
+    per_item["_execution"] = [None] * len(items)
+    for index, result in zip(with_tests, results, strict=True):
+        per_item["_execution"][index] = result.to_dict()
+    isolation = {k: v for k, v in sandbox_info().items() if k != "executable_languages"}
+    summary.update(
+        ran=True,
+        n_samples=n,
+        ks=sorted(int(name.split("@")[1]) for name in means),
+        items_with_tests=len(with_tests),
+        statuses=statuses,
+        sandbox=isolation,
+    )
+    return summary
+
+
+def _write_predictions(folder: Path, items, prompts, completions, per_item) -> None:
+    lines = []
+    for index, (item, prompt, completion) in enumerate(
+        zip(items, prompts, completions, strict=True)
+    ):
+        row = {
+            "id": item.id,
+            "language": item.language,
+            "source_language": item.source_language,
+            "prompt_sha256": hashlib.sha256(prompt.prompt.encode("utf-8")).hexdigest(),
+            "reference": item.target,
+            "prediction": completion.texts[0],
+        }
+        if len(completion.texts) > 1:
+            row["predictions"] = completion.texts
+        row["prompt_tokens"] = completion.prompt_tokens
+        row["new_tokens"] = completion.new_tokens
+        if completion.truncated_prompt:
+            row["truncated_prompt"] = True
+        if completion.dropped:
+            row["dropped"] = completion.dropped
+        if "one_shot_id" in prompt.meta:
+            row["one_shot_id"] = prompt.meta["one_shot_id"]
+        execution = per_item.get("_execution")
+        if execution is not None and execution[index] is not None:
+            row["execution"] = execution[index]
+        row["scores"] = {
+            name: values[index]
+            for name, values in per_item.items()
+            if not name.startswith("_") and values[index] is not None
+        }
+        lines.append(json.dumps(row, ensure_ascii=False))
+    atomic.write_text(folder / PREDICTIONS_FILE, "\n".join(lines) + "\n")
+
+
+def _provenance(loaded, spec: JobSpec) -> dict:
+    from advfusion_cli.spec.loading import dump_spec
+    from advfusion_cli.workflows.runs import environment_info
+
+    env = environment_info()
+    return {
+        **loaded.provenance(),
+        "spec": dump_spec(spec),
+        "packages": env["packages"],
+        "python": env["python"],
+        "device": env["device"],
+        "git": env["git"],
+        "argv": env["argv"],
+        "evaluated": now_iso(),
+    }

@@ -1,0 +1,91 @@
+"""A source file's language from its extension (`Main.java` -> java), for `--from`'s default.
+
+Values are canonical ids of advfusion_cli/data/languages.py. Ambiguous extensions take the
+common reading (`.h` -> c, `.m` -> matlab, `.pl` -> perl); `--from` overrides any of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXTENSIONS: dict[str, str] = {
+    ".py": "python",
+    ".pyw": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".java": "java",
+    ".go": "go",
+    ".rb": "ruby",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".cxx": "cpp",
+    ".c++": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".hxx": "cpp",
+    ".cs": "csharp",
+    ".php": "php",
+    ".rs": "rust",
+    ".kt": "kotlin",
+    ".kts": "kotlin",
+    ".scala": "scala",
+    ".swift": "swift",
+    ".jl": "julia",
+    ".lua": "lua",
+    ".r": "r",
+    ".vb": "vb",
+    ".bas": "vb",
+    ".pl": "perl",
+    ".pm": "perl",
+    ".hs": "haskell",
+    ".ml": "ocaml",
+    ".fs": "fsharp",
+    ".fsx": "fsharp",
+    ".d": "d",
+    ".pas": "pascal",
+    ".pp": "pascal",
+    ".dpr": "delphi",
+    ".awk": "awk",
+    ".adb": "ada",
+    ".ads": "ada",
+    ".cob": "cobol",
+    ".cbl": "cobol",
+    ".clj": "clojure",
+    ".lisp": "common-lisp",
+    ".lsp": "common-lisp",
+    ".ex": "elixir",
+    ".exs": "elixir",
+    ".erl": "erlang",
+    ".factor": "factor",
+    ".fth": "forth",
+    ".4th": "forth",
+    ".f90": "fortran",
+    ".f95": "fortran",
+    ".f": "fortran",
+    ".for": "fortran",
+    ".groovy": "groovy",
+    ".icn": "icon",
+    ".ijs": "j",
+    ".m": "matlab",
+    ".wl": "mathematica",
+    ".nb": "mathematica",
+    ".nim": "nim",
+    ".ps1": "powershell",
+    ".rexx": "rexx",
+    ".rkt": "racket",
+    ".tcl": "tcl",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".ahk": "autohotkey",
+}
+
+
+def language_of_path(path: str | Path) -> str | None:
+    """The canonical language of a file name, or None when its extension is not a known one."""
+    return EXTENSIONS.get(Path(path).suffix.lower())

@@ -1,0 +1,96 @@
+"""pass@k plumbing: candidates run in the sandbox (a process pool), identical programs run
+once, empty candidates fail without running, and per-item (n, c) gives the pass@k that the
+estimator defines (values worked out by hand below)."""
+
+from __future__ import annotations
+
+import pytest
+
+from advfusion_cli.evaluate.execution import EMPTY, ExecutionCache, execute_candidates
+from advfusion_cli.evaluate.workflow import EvalRequest, _pass_at_k
+from advfusion_cli.evaluation.sandbox import executable_languages
+from advfusion_cli.inference.generation import Completion, DecodingSettings
+
+pytestmark = pytest.mark.skipif(
+    not executable_languages()["python"], reason="the sandbox cannot run python here"
+)
+
+TESTS = (("1\n", ("2",)), ("7\n", ("8",)))
+RIGHT = "print(int(input()) + 1)\n"
+WRONG = "print(int(input()) + 2)\n"
+CRASH = "raise SystemExit(3)\n"
+
+
+def test_statuses_cache_and_empty_candidates():
+    cache = ExecutionCache()
+    seen: list[tuple[int, int]] = []
+    results = execute_candidates(
+        "python",
+        [TESTS, TESTS, ()],
+        [[RIGHT, WRONG, RIGHT, ""], [CRASH, RIGHT], ["print(1)"]],
+        cache=cache,
+        workers=2,
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    first, second, untested = results
+    assert first.statuses == ["passed", "wrong_answer", "passed", EMPTY]
+    assert (first.n, first.passed) == (4, 2)
+    assert second.statuses == ["runtime_error", "passed"] and second.passed == 1
+    assert untested is None
+    assert cache.runs == 3  # RIGHT, WRONG, CRASH once each: duplicates and "" never run
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+    again = execute_candidates("python", [TESTS], [[RIGHT, WRONG]], cache=cache, workers=1)
+    assert again[0].passed == 1 and cache.runs == 3 and cache.hits >= 2
+
+
+def test_pass_at_k_from_executed_samples():
+    class Item:
+        def __init__(self, tests):
+            self.tests = tests
+
+    # 2 problems with n = 5 samples: c = 2 and c = 0, plus one problem without tests.
+    items = [Item(TESTS), Item(TESTS), Item(())]
+    completions = [
+        Completion([RIGHT, RIGHT, WRONG, WRONG, CRASH]),
+        Completion([WRONG] * 5),
+        Completion(["x"] * 5),
+    ]
+    request = EvalRequest(decoding=DecodingSettings(n=5), workers=1)
+    scores: dict = {}
+    per_item: dict = {}
+
+    class Quiet:
+        def begin(self, *a): ...
+        def progress_to(self, *a): ...
+        def end(self): ...
+
+    summary = _pass_at_k(
+        "python", items, completions, request, ExecutionCache(), Quiet(), scores, per_item
+    )
+    # pass@1 = c/n: (2/5 + 0) / 2 = 0.2; pass@5 = 1 - C(3,5)/C(5,5) = 1 for c = 2, 0 for c = 0.
+    assert scores["pass@1"] == pytest.approx(0.2)
+    assert scores["pass@5"] == pytest.approx(0.5)
+    assert "pass@10" not in scores  # k > n is left out
+    assert per_item["pass@1"] == [pytest.approx(0.4), 0.0, None]
+    assert summary["ran"] and summary["ks"] == [1, 5] and summary["items_with_tests"] == 2
+    assert summary["statuses"] == {"passed": 2, "wrong_answer": 7, "runtime_error": 1}
+
+
+def test_not_executable_language_is_reported_not_scored():
+    scores: dict = {}
+    summary = _pass_at_k("cobol", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
+    assert summary["ran"] is False and "not executable" in summary["reason"]
+    assert scores == {}
+
+
+def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution():
+    from advfusion_cli.evaluate.workflow import FORMAT_VERSION, _reusable
+
+    record = {"format_version": FORMAT_VERSION, "task": "code-generation"}
+    skipped = {**record, "execution": {"ran": False, "reason": "--no-execute"}}
+    missing = {**record, "execution": {"ran": False, "reason": "ruby is not executable here"}}
+    assert not _reusable(skipped, EvalRequest())
+    assert _reusable(skipped, EvalRequest(execute=False))
+    assert _reusable(missing, EvalRequest())  # would come out the same again
+    assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
+    assert not _reusable(None, EvalRequest())
