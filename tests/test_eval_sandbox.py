@@ -507,7 +507,6 @@ OUTPUT_FLOODS = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("language", PER_LANGUAGE)
 def test_memory_bomb_in_every_language(language):
     result = run_program(language, MEMORY_BOMBS[language], "", Limits(memory_mb=256))
@@ -517,7 +516,6 @@ def test_memory_bomb_in_every_language(language):
     assert result.wall_time < 10
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("language", PER_LANGUAGE)
 def test_output_flood_in_every_language(language):
     result = run_program(language, OUTPUT_FLOODS[language], "", Limits(max_output_bytes=200_000))

@@ -18,8 +18,7 @@ import torch
 from safetensors.torch import load_file
 from test_workflow_cli import common, make_tokenizer, write_commits
 
-STEPS = 40
-pytestmark = pytest.mark.slow
+STEPS = 40  # about 40 s in all: kept in the default tier so CI runs it (issue 7)
 
 
 @pytest.fixture(scope="module")
