@@ -24,6 +24,7 @@ from advfusion_cli.engine import (
     attach_host,
     save_lora,
 )
+from advfusion_cli.engine import enable_gradient_checkpointing as engine_checkpointing
 from advfusion_cli.spec.methods import (
     AdapterFusionMethod,
     AdvFusionMethod,
@@ -52,11 +53,8 @@ def trainable_by_name(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:
-    """Non-reentrant activation checkpointing (works with frozen inputs and DDP)."""
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable({"use_reentrant": False})
-    else:  # transformers < 5
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    """The engine's non-reentrant checkpointing, plus no KV cache: training never reuses it."""
+    engine_checkpointing(model)
     if hasattr(model, "config"):
         model.config.use_cache = False
 
