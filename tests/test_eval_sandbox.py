@@ -1,13 +1,13 @@
-"""Sandbox: per executable language a correct, a wrong and a looping program; hostile Python
-programs (memory bomb, output flood, escaping writes, secrets, fork bomb, network, signals)
-are contained and scored as failures; test bookkeeping and output normalisation.
+"""Sandbox: per executable language a correct and a wrong program; the limits, hostile Python
+programs in detail (escaping writes, /proc secrets, signals, orphans, the fallbacks without
+namespaces or root), test bookkeeping and output normalisation. The hostile-program matrix
+over every executable language is tests/test_reliability_sandbox.py.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -62,17 +62,9 @@ SUM_PROGRAMS = {
         ' { $t += (int)$x; }\necho $t{delta}, "\\n";\n'
     ),
 }
-LOOP_PROGRAMS = {
-    "python": "while True:\n    pass\n",
-    "javascript": "for (;;) {}\n",
-    "java": "public class Main { public static void main(String[] a) { long i = 0; while (true) i++; } }\n",
-    "c": "int main(void) { volatile long i = 0; for (;;) i++; }\n",
-    "cpp": "int main() { volatile long i = 0; for (;;) i++; }\n",
-    "go": "package main\nfunc main() { i := 0\n  for { i++ } }\n",
-    "ruby": "loop { }\n",
-    "rust": "fn main() { let mut i: u64 = 0; loop { i = std::hint::black_box(i + 1); } }\n",
-    "php": "<?php\nwhile (true) { }\n",
-}
+PYTHON_LOOP = "while True:\n    pass\n"
+PYTHON_MEMORY_BOMB = "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n"
+PYTHON_FLOOD = "while True:\n    print('x' * 1000)\n"
 TESTS = [("1 2 3\n", ["6"]), ("40\n2\n", ["42\n"]), ("-5 5", ["0"])]
 
 
@@ -91,7 +83,7 @@ PER_LANGUAGE = [pytest.param(lang, marks=_needs(lang)) for lang in languages_exe
 
 
 def test_every_canonical_language_has_programs_and_a_table_row():
-    assert set(SUM_PROGRAMS) == set(LOOP_PROGRAMS) == set(languages_exec.LANGUAGES)
+    assert set(SUM_PROGRAMS) == set(languages_exec.LANGUAGES)
     assert languages_exec.LANGUAGES == (
         "python", "javascript", "java", "c", "cpp", "go", "ruby", "rust", "php",
     )  # fmt: skip
@@ -116,19 +108,9 @@ def test_wrong_program_fails(language):
     assert result.first_failure.expected == ("6",)
 
 
-@pytest.mark.parametrize("language", PER_LANGUAGE)
-def test_infinite_loop_times_out(language):
-    start = time.monotonic()
-    result = run_program(language, LOOP_PROGRAMS[language], "", Limits(wall_seconds=1.0))
-    assert result.status == "timeout", result
-    # The compile step is not part of the wall limit; the run itself is cut at 1 s.
-    assert result.wall_time < 2.5
-    assert time.monotonic() - start < 30
-
-
 def test_cpu_limit_ends_a_busy_program_before_the_wall_clock():
     limits = Limits(cpu_seconds=1, wall_seconds=8)
-    result = run_program("python", LOOP_PROGRAMS["python"], "", limits)
+    result = run_program("python", PYTHON_LOOP, "", limits)
     assert (result.status, result.returncode) == ("timeout", -signal.SIGXCPU)
     assert result.wall_time < 6.0
 
@@ -146,12 +128,6 @@ def test_programs_keep_normal_signal_semantics():
     # Inside the pid namespace the program is not pid 1, so default actions still apply.
     result = run_program("python", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
     assert (result.status, result.returncode) == ("runtime_error", -signal.SIGTERM)
-
-
-def test_sleeping_past_the_timeout():
-    result = run_program("python", "import time\ntime.sleep(60)\n", "", Limits(wall_seconds=1))
-    assert result.status == "timeout"
-    assert result.wall_time < 3.0
 
 
 def test_compile_error_and_unsupported():
@@ -261,26 +237,12 @@ def test_sandbox_info_reports_each_layer():
     assert INFO["executable_languages"] == EXECUTABLE
 
 
-# ---- hostile Python programs -------------------------------------------------------------
-
-
-def test_memory_bomb_is_contained():
-    source = "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n"
-    result = run_program("python", source, "", Limits(memory_mb=128, wall_seconds=10))
-    assert result.status == "memory_limit", result
-    assert result.wall_time < 10
+# ---- hostile Python programs in detail ------------------------------------------------
 
 
 def test_single_huge_allocation_is_refused():
     result = run_program("python", "x = bytearray(8 * 10**9)\n", "", Limits(memory_mb=128))
     assert result.status == "memory_limit"
-
-
-def test_output_flood_is_capped():
-    limits = Limits(max_output_bytes=100_000)
-    result = run_program("python", "while True:\n    print('x' * 1000)\n", "", limits)
-    assert result.status == "output_limit"
-    assert len(result.stdout) == 100_000
 
 
 def test_stderr_flood_is_capped():
@@ -356,54 +318,6 @@ def test_environment_secrets_are_not_visible(monkeypatch):
     assert "ADVFUSION_FAKE_API_KEY" not in result.stdout
 
 
-def _process_limit_enforced() -> bool:
-    return INFO["cgroup"] is not None or not INFO["running_as_root"]
-
-
-@pytest.mark.skipif(
-    not _process_limit_enforced(), reason="no process limit as root without cgroups"
-)
-def test_fork_bomb_is_contained():
-    marker = f"forkbomb-{uuid.uuid4().hex}"
-    source = f"import os\n# {marker}\nwhile True:\n    os.fork()\n"
-    result = run_program("python", source, "", Limits(max_processes=16, wall_seconds=3))
-    assert result.status in {"runtime_error", "timeout"}
-    assert result.wall_time < 6
-    time.sleep(0.2)
-    survivors = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    if marker.encode() in handle.read():
-                        survivors.append(entry)
-            except OSError:
-                continue
-    assert survivors == []
-
-
-@pytest.mark.skipif(not INFO["network_isolated"], reason="no network namespace on this machine")
-def test_network_is_unreachable():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    source = textwrap.dedent(
-        f"""
-        import socket
-        s = socket.socket()
-        s.settimeout(2)
-        print("connect", s.connect_ex(("127.0.0.1", {port})))
-        """
-    )
-    try:
-        result = run_program("python", source)
-    finally:
-        server.close()
-    assert result.status == "ok"
-    assert "connect 0" not in result.stdout
-
-
 @pytest.mark.skipif(not INFO["pid_namespace"], reason="signals could reach outside processes")
 def test_signals_cannot_reach_outside_processes(tmp_path):
     # A harmless signal (SIGWINCH) so that an escape could not hurt the machine either.
@@ -468,61 +382,6 @@ def test_background_children_do_not_outlive_the_run():
     assert leftovers == []
 
 
-# ---- hostile programs in every executable language (slow tier) ---------------------------
-
-MEMORY_BOMBS = {
-    "python": "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))\n",
-    "javascript": "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1));\n",
-    "java": (
-        "import java.util.*;\npublic class Main { public static void main(String[] x) {\n"
-        "  List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n"
-    ),
-    "c": (
-        "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) {\n"
-        "  char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); } }\n"
-    ),
-    "cpp": (
-        "#include <vector>\n#include <cstring>\nint main() { std::vector<char*> v; for (;;) {\n"
-        "  char* p = new char[1 << 20]; std::memset(p, 1, 1 << 20); v.push_back(p); } }\n"
-    ),
-    "go": (
-        "package main\nfunc main() { var s [][]byte\n"
-        "  for { b := make([]byte, 1<<20); for i := range b { b[i] = 1 }; s = append(s, b) } }\n"
-    ),
-    "ruby": "a = []\nloop { a << ('x' * 10_000_000) }\n",
-    "rust": "fn main() { let mut v: Vec<Vec<u8>> = Vec::new(); loop { v.push(vec![1u8; 1 << 20]); } }\n",
-    "php": "<?php\n$a = [];\nwhile (true) { $a[] = str_repeat('x', 10000000); }\n",
-}
-OUTPUT_FLOODS = {
-    "python": "while True:\n    print('x' * 1000)\n",
-    # writeSync: process.stdout.write in a busy loop only queues, it never reaches the pipe.
-    "javascript": "const fs = require('fs');\nfor (;;) fs.writeSync(1, 'x'.repeat(1000) + '\\n');\n",
-    "java": 'public class Main { public static void main(String[] a) { while (true) System.out.println("x".repeat(1000)); } }\n',
-    "c": '#include <stdio.h>\nint main(void) { for (;;) puts("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"); }\n',
-    "cpp": "#include <iostream>\nint main() { for (;;) std::cout << std::string(1000, 'x') << '\\n'; }\n",
-    "go": 'package main\nimport "fmt"\nfunc main() { for { fmt.Println("xxxxxxxxxxxxxxxxxxxxxxxx") } }\n',
-    "ruby": "loop { puts 'x' * 1000 }\n",
-    "rust": 'fn main() { loop { println!("{}", "x".repeat(1000)); } }\n',
-    "php": "<?php\nwhile (true) { echo str_repeat('x', 1000), \"\\n\"; }\n",
-}
-
-
-@pytest.mark.parametrize("language", PER_LANGUAGE)
-def test_memory_bomb_in_every_language(language):
-    result = run_program(language, MEMORY_BOMBS[language], "", Limits(memory_mb=256))
-    # Native code that checks malloc's NULL exits on its own: a failure, not a memory_limit.
-    allowed = {"memory_limit", "runtime_error"} if language == "c" else {"memory_limit"}
-    assert result.status in allowed, result
-    assert result.wall_time < 10
-
-
-@pytest.mark.parametrize("language", PER_LANGUAGE)
-def test_output_flood_in_every_language(language):
-    result = run_program(language, OUTPUT_FLOODS[language], "", Limits(max_output_bytes=200_000))
-    assert result.status == "output_limit", result
-    assert len(result.stdout.encode()) <= 200_000
-
-
 # ---- the fallback without namespaces (machines where they are unavailable) ---------------
 
 
@@ -548,9 +407,9 @@ def without_namespaces(monkeypatch):
 def test_fallback_still_limits_time_memory_and_output(without_namespaces):
     assert run_tests("python", _program("python", ""), TESTS).passed
     assert run_program("python", "while True: pass", "", Limits(wall_seconds=1)).status == "timeout"
-    bomb = run_program("python", MEMORY_BOMBS["python"], "", Limits(memory_mb=128))
+    bomb = run_program("python", PYTHON_MEMORY_BOMB, "", Limits(memory_mb=128))
     assert bomb.status == "memory_limit"
-    flood = run_program("python", OUTPUT_FLOODS["python"], "", Limits(max_output_bytes=10_000))
+    flood = run_program("python", PYTHON_FLOOD, "", Limits(max_output_bytes=10_000))
     assert flood.status == "output_limit"
 
 
@@ -642,3 +501,27 @@ def test_unprivileged_caller_gets_user_namespace_isolation(tmp_path):
     assert out["escape"] == "runtime_error"
     assert not os.path.exists(f"/tmp/{tmp_path.name}-escape")
     assert out["fork_bomb"] in {"runtime_error", "timeout"}
+
+
+@pytest.mark.parametrize(
+    ("stderr", "status"),
+    [
+        (
+            b'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space\n',
+            "memory_limit",
+        ),
+        (b"java.lang.OutOfMemoryError: Requested array size exceeds VM limit\n", "memory_limit"),
+        # The process limit, not memory: a JVM that cannot start one more thread.
+        (
+            b'Exception in thread "main" java.lang.OutOfMemoryError: unable to create native'
+            b" thread: possibly out of memory or process/resource limits reached\n",
+            "runtime_error",
+        ),
+    ],
+)
+def test_java_out_of_memory_errors_are_told_apart(stderr, status):
+    from advfusion_cli.evaluation.process_runner import Outcome
+
+    outcome = Outcome(1, b"", stderr, 0.5, 0.4, False, False, False)
+    java = languages_exec.LANGUAGE_TABLE["java"]
+    assert sandbox._classify(outcome, java, Limits()) == status

@@ -1,12 +1,17 @@
-"""Crash safety of training: `python -m advfusion_cli train-adapters` killed with SIGKILL in the
-middle of a step and in the middle of a checkpoint write, then stopped with SIGINT, resumes
-each time and ends with adapter weights bit-identical to an uninterrupted run with the same
-seed; after every crash each published file in the run directory still parses or loads."""
+"""Crash safety of training, as separate processes killed for real.
+
+`python -m advfusion_cli train-adapters` is killed with SIGKILL in the middle of a step and in
+the middle of checkpoint writes, then stopped with SIGINT; `adv-fuse` is killed in each of its
+two phases (during a step, during a checkpoint write) and at the boundary between them. Each
+rerun of the same command resumes, and the end result is bit-identical to an uninterrupted run
+with the same seed; after every crash each published file in the run directory still parses
+or loads and no half-written checkpoint is published."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +24,11 @@ from safetensors.torch import load_file
 from test_workflow_cli import common, make_tokenizer, write_commits
 
 STEPS = 40  # about 40 s in all: kept in the default tier so CI runs it (issue 7)
+ADV_STEPS = 24  # 12 per AdvFusion phase
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir):
-    import shutil
-
     root = tmp_path_factory.mktemp("kill")
     model = root / "model"
     shutil.copytree(tiny_model_dir("llama"), model)
@@ -39,6 +43,12 @@ def command(world, workdir: Path) -> list[str]:
     return [sys.executable, "-m", "advfusion_cli", *args]
 
 
+def adv_fuse_command(world, workdir: Path) -> list[str]:
+    args = common(world, workdir, ADV_STEPS, "adv-fuse", "--langs", "java,ruby")
+    args += ["--set", "training.save_every_steps=2", "--set", "training.eval_every_steps=6"]
+    return [sys.executable, "-m", "advfusion_cli", *args]
+
+
 def env() -> dict[str, str]:
     found = dict(os.environ)
     found["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
@@ -46,24 +56,24 @@ def env() -> dict[str, str]:
     return found
 
 
-def run_to_end(world, workdir: Path) -> subprocess.CompletedProcess:
+def run_to_end(world, workdir: Path, make=command) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        command(world, workdir), capture_output=True, text=True, env=env(), timeout=300
+        make(world, workdir), capture_output=True, text=True, env=env(), timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
-def the_run(workdir: Path) -> Path | None:
-    runs = (
-        list((workdir / "runs").glob("task-adapter-ruby-*")) if (workdir / "runs").exists() else []
-    )
+def the_run(workdir: Path, prefix: str = "task-adapter-ruby") -> Path | None:
+    runs = list((workdir / "runs").glob(f"{prefix}-*")) if (workdir / "runs").exists() else []
     return runs[0] if runs else None
 
 
-def checkpoint_names(workdir: Path) -> list[str]:
-    run = the_run(workdir)
-    folder = run / "checkpoints" / "adapter" if run else None
+def checkpoint_names(
+    workdir: Path, prefix: str = "task-adapter-ruby", phase: str = "adapter"
+) -> list[str]:
+    run = the_run(workdir, prefix)
+    folder = run / "checkpoints" / phase if run else None
     if folder is None or not folder.is_dir():
         return []
     try:
@@ -72,16 +82,17 @@ def checkpoint_names(workdir: Path) -> list[str]:
         return []
 
 
-def start_and_kill(world, workdir: Path, when) -> tuple[bool, int]:
-    """Start the command, SIGKILL it once `when(names)` holds for the checkpoint folder's
-    entries; (killed, return code)."""
+def start_and_kill(world, workdir: Path, when, make=command, look=None) -> tuple[bool, int]:
+    """Start the command, SIGKILL it once `when(names)` holds for the entries of the checkpoint
+    folder that `look(workdir)` lists; (killed, return code)."""
+    look = look or checkpoint_names
     process = subprocess.Popen(
-        command(world, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+        make(world, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
     )
     killed = False
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
-        if when(checkpoint_names(workdir)):
+        if when(look(workdir)):
             process.send_signal(signal.SIGKILL)
             killed = True
             break
@@ -114,8 +125,12 @@ def assert_nothing_corrupt(run: Path) -> None:
                 json.loads(line)
 
 
-def final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "final" / "adapter.safetensors")
+def final_weights(run: Path, name: str = "adapter.safetensors") -> dict[str, torch.Tensor]:
+    return load_file(run / "final" / name)
+
+
+def published_steps(names: list[str]) -> list[int]:
+    return [int(n.split("-")[1]) for n in names if n.startswith("step-")]
 
 
 def test_sigkill_and_sigint_then_rerun_give_the_uninterrupted_weights(world, tmp_path):
@@ -169,5 +184,56 @@ def test_sigkill_and_sigint_then_rerun_give_the_uninterrupted_weights(world, tmp
     assert_nothing_corrupt(run)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(1, STEPS + 1))
+    leftovers = [str(p) for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def test_adv_fuse_killed_in_each_phase_and_between_them_resumes_to_the_same_fusion(world, tmp_path):
+    reference = tmp_path / "reference"
+    run_to_end(world, reference, adv_fuse_command)  # trains the java and ruby adapters too
+    expected = final_weights(the_run(reference, "advfusion-ruby"), "fusion.safetensors")
+
+    workdir = tmp_path / "crashed"
+    shutil.copytree(reference / "adapters", workdir / "adapters")  # same adapters, same run id
+
+    def phase_names(phase: str):
+        return lambda w: checkpoint_names(w, "advfusion-ruby", phase)
+
+    phase1, phase2 = phase_names("phase1-masked"), phase_names("phase2-restored")
+    kills = [
+        # (what is going on, which folder to watch, when to kill)
+        ("a phase-1 step", phase1, lambda names: bool(published_steps(names))),
+        ("a phase-1 checkpoint write", phase1, lambda names: writing_at_least(names, 6)),
+        # the phase-1 end checkpoint, written before phase 2 starts
+        ("the phase boundary", phase1, lambda names: ".end.tmp" in names or "end" in names),
+        ("a phase-2 step", phase2, lambda names: bool(published_steps(names))),
+        ("a phase-2 checkpoint write", phase2, lambda names: writing_at_least(names, 6)),
+    ]
+    for moment, look, when in kills:
+        killed, code = start_and_kill(world, workdir, when, adv_fuse_command, look)
+        assert killed and code == -signal.SIGKILL, f"no kill during {moment}"
+        run = the_run(workdir, "advfusion-ruby")
+        assert json.loads((run / "status.json").read_text())["status"] == "running", moment
+        assert_nothing_corrupt(run)
+        names = look(workdir)
+        being_written = {int(n[6:12]) for n in names if n.startswith(".step-")}
+        assert not being_written & set(published_steps(names)), moment  # never half-published
+    assert not (run / "final").exists()
+
+    done = run_to_end(world, workdir, adv_fuse_command)
+    assert "resumed" in done.stdout
+    got = final_weights(run, "fusion.safetensors")
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    assert_nothing_corrupt(run)
+    steps = [
+        (r["phase"], r["step"])
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
+    half = ADV_STEPS // 2
+    assert steps == [("phase1-masked", i) for i in range(1, half + 1)] + [
+        ("phase2-restored", i) for i in range(1, half + 1)
+    ]
     leftovers = [str(p) for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers, f"temporary files left behind: {leftovers}"

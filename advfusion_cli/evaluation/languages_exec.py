@@ -95,7 +95,17 @@ LANGUAGE_TABLE: dict[str, LanguageSpec] = {
             ),
             address_space_extra_mb=1280,
             resident_extra_mb=256,
-            oom_markers=("java.lang.OutOfMemoryError",),
+            # Heap exhaustion only: "unable to create native thread" is the process limit.
+            oom_markers=tuple(
+                f"java.lang.OutOfMemoryError: {kind}"
+                for kind in (
+                    "Java heap space",
+                    "GC overhead limit exceeded",
+                    "Requested array size exceeds",
+                    "Metaspace",
+                    "Direct buffer memory",
+                )
+            ),
         ),
         LanguageSpec(
             id="c",
