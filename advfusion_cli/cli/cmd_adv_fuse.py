@@ -12,17 +12,9 @@ from advfusion_cli.workflows import cli_common as c
 
 @app.command("adv-fuse")
 def adv_fuse_command(
-    target: Annotated[
-        str | None, typer.Option("--target", help="Target language (default ruby).")
-    ] = None,
-    langs: Annotated[
-        str | None,
-        typer.Option("--langs", help="Comma-separated languages to fuse (default all)."),
-    ] = None,
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", help="Kind of the fused adapters: task-adapter or compacter."),
-    ] = None,
+    target: c.TargetOpt = None,
+    langs: c.FusedLangsOpt = None,
+    kind: c.FusedKindOpt = None,
     mask_mode: Annotated[
         str | None,
         typer.Option(

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from advfusion_cli.cli.app import app
 from advfusion_cli.workflows import cli_common as c
 
 
 @app.command("fuse")
 def fuse_command(
-    target: Annotated[
-        str | None, typer.Option("--target", help="Target language (default ruby).")
-    ] = None,
-    langs: Annotated[
-        str | None,
-        typer.Option("--langs", help="Comma-separated languages to fuse (default all)."),
-    ] = None,
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", help="Kind of the fused adapters: task-adapter or compacter."),
-    ] = None,
+    target: c.TargetOpt = None,
+    langs: c.FusedLangsOpt = None,
+    kind: c.FusedKindOpt = None,
     train_missing: c.TrainMissingOpt = True,
     model: c.ModelOpt = None,
     data: c.DataOpt = None,

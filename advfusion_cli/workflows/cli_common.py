@@ -69,6 +69,16 @@ TrainMissingOpt = Annotated[
         "the command that trains them.",
     ),
 ]
+# The two fusion commands (fuse, adv-fuse).
+TargetOpt = Annotated[str | None, typer.Option("--target", help="Target language (default ruby).")]
+FusedLangsOpt = Annotated[
+    str | None,
+    typer.Option("--langs", help="Comma-separated languages to fuse (default all)."),
+]
+FusedKindOpt = Annotated[
+    str | None,
+    typer.Option("--kind", help="Kind of the fused adapters: task-adapter or compacter."),
+]
 
 FUSION_ADAPTER_KINDS = ("task-adapter", "compacter")
 
