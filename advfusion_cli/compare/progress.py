@@ -2,7 +2,10 @@
 
 The training loop reports through the workflows' phase-progress methods (start, update,
 note_eval, finish, stop) and evaluations through begin/advance/update/end; both draw into the
-same rich Progress, so `compare` and `demo` show one live display from start to end.
+same rich Progress, so `compare` and `demo` show one live display from start to end. When stderr
+is not a terminal (a log), the live display would stay blank until the end: plain lines are
+printed as well, one per stage begun and ended and one every `PLAIN_EVERY_S` seconds within a
+stage, and the final display is drawn once at the end.
 """
 
 from __future__ import annotations
@@ -19,15 +22,21 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from advfusion_cli.workflows.progress import format_memory
+from advfusion_cli.workflows.progress import Throttle, format_duration, format_memory
 
 
 class PipelineProgress:
     """Overall stages plus the current activity; start() once, stop() at the very end."""
 
-    def __init__(self, total_stages: int, title: str, console: Console | None = None):
+    def __init__(
+        self, total_stages: int, title: str, console: Console | None = None, clock=time.monotonic
+    ):
         self.console = console or Console(stderr=True, highlight=False)
+        self.plain = not self.console.is_terminal
+        self.clock = clock
         self.started = time.perf_counter()
+        self._stage_started = clock()
+        self._throttle = Throttle(clock=clock)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=28),
@@ -58,14 +67,33 @@ class PipelineProgress:
             self._progress.stop()
             self._running = False
 
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _position(self) -> str:
+        task = self._progress.tasks[self._overall]
+        return f"[{int(task.completed) + 1}/{int(task.total or 0)}]"
+
     def stage(self, label: str) -> None:
         """The next stage begins (shown in the overall bar)."""
         self._progress.update(self._overall, detail=label)
+        self._stage_started = self.clock()
+        self._throttle = Throttle(clock=self.clock)
+        self._throttle.due()  # the stage line counts as the first line
+        if self.plain:
+            self._line(f"{self._position()} {label}")
 
     def stage_done(self, message: str | None = None) -> None:
+        if self.plain:
+            elapsed = format_duration(self.clock() - self._stage_started)
+            self._line(f"{self._position()} {message or 'done'} ({elapsed})")
         self._progress.advance(self._overall)
         if message:
             self.log.append(message)
+
+    def _plain_progress(self, text: str) -> None:
+        if self.plain and self._throttle.due():
+            self._line(f"      {text}")
 
     def add_stages(self, count: int) -> None:
         task = self._progress.tasks[self._overall]
@@ -85,6 +113,8 @@ class PipelineProgress:
             f"mem {format_memory(record['peak_memory_mb'])}"
         )
         self._progress.update(self._current, completed=step, detail=detail)
+        total = int(self._progress.tasks[self._current].total or 0)
+        self._plain_progress(f"{self._label.strip()}: step {step}/{total}  {detail}")
 
     def note_eval(self, step: int, eval_loss: float, improved: bool) -> None:
         task = self._progress.tasks[self._current]
@@ -102,11 +132,19 @@ class PipelineProgress:
         self._progress.reset(self._current, total=max(total, 1), visible=True, detail="")
         self._progress.update(self._current, description=f"  {label}")
 
+    def _plain_count(self) -> None:
+        task = self._progress.tasks[self._current]
+        self._plain_progress(
+            f"{task.description.strip()}: {int(task.completed)}/{int(task.total or 0)}"
+        )
+
     def advance(self, count: int = 1) -> None:
         self._progress.advance(self._current, count)
+        self._plain_count()
 
     def progress_to(self, done: int, total: int) -> None:
         self._progress.update(self._current, completed=done, total=max(total, 1))
+        self._plain_count()
 
     def end(self) -> None:
         self._progress.update(self._current, visible=False)

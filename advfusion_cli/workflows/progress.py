@@ -1,13 +1,16 @@
-"""Rich progress on stderr: one bar per phase (loss, lr, tokens/s, ETA, peak memory), a summary table.
+"""Progress on stderr: one bar per phase (loss, lr, tokens/s, ETA, peak memory).
 
-On a terminal the bar redraws in place; elsewhere (pipes, CliRunner, CI logs) rich draws it
-once when the phase ends, and evaluations print one line each, so logs never flood.
+On a terminal the bar redraws in place. Elsewhere (pipes, nohup and cluster logs, CI) a live
+bar would stay invisible until the phase ends, so plain lines are printed instead: one when a
+phase starts, one every `PLAIN_EVERY_S` seconds while it runs, one per evaluation and one when
+it ends. A log shows where a long run stands, and never floods.
 """
 
 from __future__ import annotations
 
 import resource
 import sys
+import time
 
 import torch
 from rich.console import Console
@@ -39,6 +42,31 @@ def format_memory(mb: float) -> str:
     return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
 
 
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+PLAIN_EVERY_S = 30.0  # how often a log (not a terminal) gets a progress line
+
+
+class Throttle:
+    """Says when the next plain progress line is due: the first time, then every `every_s`."""
+
+    def __init__(self, every_s: float = PLAIN_EVERY_S, clock=time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self._last is None or now - self._last >= self.every_s:
+            self._last = now
+            return True
+        return False
+
+
 class NullProgress:
     """The display of processes other than the main one: says nothing."""
 
@@ -50,17 +78,35 @@ class NullProgress:
 
 
 class PhaseProgress(NullProgress):
-    """One rich progress bar per training phase."""
+    """One rich progress bar per training phase; plain lines when stderr is not a terminal."""
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, clock=time.monotonic):
         self.console = console or stderr_console()
+        self.plain = not self.console.is_terminal
+        self.clock = clock
         self._progress: Progress | None = None
         self._task = None
         self._label = ""
+        self._total = 0
+        self._started = 0.0
+        self._first_step = 0
+        self._throttle = Throttle(clock=clock)
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def start(self, name: str, description: str, total: int, completed: int) -> None:
         self.stop()
         self._label = description or name
+        self._total = total
+        self._started = self.clock()
+        self._first_step = completed
+        self._throttle = Throttle(clock=self.clock)
+        if self.plain:
+            resumed = f", resuming at step {completed}" if completed else ""
+            self._line(f"{self._label}: {total} steps{resumed}")
+            self._throttle.due()  # the start line counts as the first line
+            return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
@@ -87,16 +133,28 @@ class PhaseProgress(NullProgress):
         if completed:
             self.console.print(f"{self._label}: resuming at step {completed}/{total}")
 
+    def _eta(self, step: int) -> str:
+        done = step - self._first_step
+        if done <= 0 or step >= self._total:
+            return ""
+        remaining = (self.clock() - self._started) / done * (self._total - step)
+        return f"  ETA {format_duration(remaining)}"
+
     def update(self, step: int, record: dict) -> None:
+        loss, lr = f"{record['loss']:.4f}", f"{record['lr']:.2e}"
+        speed, memory = f"{record['tokens_per_s']:,.0f}", format_memory(record["peak_memory_mb"])
+        if self.plain:
+            if self._throttle.due():
+                percent = 100 * step / max(self._total, 1)
+                self._line(
+                    f"{self._label}: step {step}/{self._total} ({percent:.0f}%)  loss {loss}  "
+                    f"lr {lr}  {speed} tok/s  mem {memory}{self._eta(step)}"
+                )
+            return
         if self._progress is None:
             return
         self._progress.update(
-            self._task,
-            completed=step,
-            loss=f"{record['loss']:.4f}",
-            lr=f"{record['lr']:.2e}",
-            speed=f"{record['tokens_per_s']:,.0f}",
-            memory=format_memory(record["peak_memory_mb"]),
+            self._task, completed=step, loss=loss, lr=lr, speed=speed, memory=memory
         )
 
     def note_eval(self, step: int, eval_loss: float, improved: bool) -> None:
@@ -104,6 +162,10 @@ class PhaseProgress(NullProgress):
         self.console.print(f"{self._label}: step {step} eval loss {eval_loss:.4f}{mark}")
 
     def finish(self, best_eval_loss: float | None) -> None:
+        if self.plain and self._label:
+            best = f", best eval loss {best_eval_loss:.4f}" if best_eval_loss is not None else ""
+            elapsed = format_duration(self.clock() - self._started)
+            self._line(f"{self._label}: finished {self._total} steps in {elapsed}{best}")
         self.stop()
 
     def stop(self) -> None:
