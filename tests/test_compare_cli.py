@@ -164,3 +164,11 @@ def test_dry_run_and_errors(world, cli):
     bad = cli(*compare_args(world, "--methods", "lora", "--metrics", "pass@1", "--seeds", "9"))
     assert bad.exit_code == 2 and "Unknown metric for code-translation (n=1) 'pass@1'" in bad.stderr
     assert run_ids(world["workdir"]) == before  # refused before training anything
+
+
+def test_without_seeds_the_spec_seed_is_the_one_trained(world, cli):
+    """--set training.seed (or a spec's seed) decides the seed when --seeds is not given."""
+    dry = cli(*compare_args(world, "--methods", "lora", "--set", "training.seed=5", "--dry-run"))
+    assert dry.exit_code == 0, dry.stderr
+    rows = [line for line in dry.stdout.splitlines() if "lora-" in line]
+    assert len(rows) == 1 and rows[0].split("│")[2].strip() == "5", dry.stdout

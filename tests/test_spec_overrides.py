@@ -106,7 +106,11 @@ def test_preset_method_values_sit_under_the_users():
             ["java", "python"],
         ),
         (["data.languages=java,python", "data.target=java"], "data.languages", ["java", "python"]),
-        (["data.languages=js", "data.target=js"], "data.languages", ["javascript"]),
+        (
+            ["method.name=lora", "data.languages=js", "data.target=js"],
+            "data.languages",
+            ["javascript"],
+        ),
         (["training.lr=1e-4"], "training.lr", 1e-4),
         (["training.fusion_lr=null"], "training.fusion_lr", None),
         (["training.max_grad_norm="], "training.max_grad_norm", None),

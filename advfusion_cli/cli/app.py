@@ -56,13 +56,52 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class by name, found through typer's public BadParameter (typer may
+    bundle its own copy of click, so `import click` would name different classes)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_ClickException = _click_class("ClickException")
+_UsageError = _click_class("UsageError")
+
+
+def _usage_line(err) -> str:
+    """A usage error as one line: the command, click's message, where to look."""
+    command = err.ctx.command_path if err.ctx is not None else "advfusion"
+    message = " ".join(err.format_message().split())
+    return f"{command}: {message} (see '{command} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    """Console-script entry point: user errors, usage errors included, become one line on
+    stderr and exit code 2; `--debug` shows the traceback instead."""
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     try:
-        app(args=args, prog_name="advfusion")
+        # standalone_mode=False: click raises its errors here instead of drawing a panel.
+        code = app(args=args, prog_name="advfusion", standalone_mode=False)
     except UserError as err:
-        if "--debug" in args:
+        if debug:
             raise
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(err.exit_code)
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            # `advfusion` or `advfusion data` alone: the help is the useful answer.
+            typer.echo(err.ctx.get_help())
+            sys.exit(0)
+        if debug:
+            raise
+        typer.secho(f"error: {_usage_line(err)}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except _ClickException as err:  # e.g. a file option click could not open
+        if debug:
+            raise
+        typer.secho(f"error: {' '.join(err.format_message().split())}", err=True, fg="red")
+        sys.exit(err.exit_code or 2)
+    except typer.Abort:  # Ctrl-C outside a training loop
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -23,6 +23,28 @@ def _counts(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(counts))  # keep order, drop repeats
 
 
+def check_json_path(path: Path) -> None:
+    """--json must name a file whose folder can be written (an existing file is replaced)."""
+    from advfusion_cli.errors import UserError
+    from advfusion_cli.evaluate.paths import check_output_folder
+
+    if not str(path).strip() or str(path).strip() == "." or path.is_dir():
+        raise UserError(f"--json '{path}' is a folder; give a file (e.g. {path / 'bench.json'}).")
+    folder = path.parent if str(path.parent) != "." else Path.cwd()
+    check_output_folder(folder, f"--json '{path}': the folder")
+
+
+def out_of_memory(settings, err: BaseException) -> str:
+    shapes = settings.shapes
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return (
+        f"Out of memory on {settings.device} for the bench model (--hidden {shapes.hidden}, "
+        f"--layers {shapes.layers}, --intermediate {shapes.intermediate}, --vocab "
+        f"{shapes.vocab}, --batch {shapes.batch}, --seq {shapes.seq}): {first[:200]}. "
+        "Try smaller sizes."
+    )
+
+
 @app.command("bench")
 def bench(
     hidden: int = typer.Option(256, "--hidden", help="Hidden size of the random Llama."),
@@ -66,7 +88,9 @@ def bench(
         "output, where the first adapter sits) or embeddings.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of weights, batch and prompts."),
-    json_path: Path = typer.Option(None, "--json", help="Also write the results to this file."),
+    json_path: Path = typer.Option(
+        None, "--json", help="Also write the results to this file (replaced if it exists)."
+    ),
 ) -> None:
     """Measure every method's training step side by side, as ratios to the frozen base."""
     import torch
@@ -82,6 +106,8 @@ def bench(
     )
     from advfusion_cli.errors import UserError
 
+    if json_path is not None:
+        check_json_path(json_path)  # before the benchmark, not after it
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_gpu = device.startswith("cuda")
@@ -131,7 +157,14 @@ def bench(
     if not console.is_terminal:
         console = Console(width=150)  # pipes and files: do not squeeze the tables to 80 columns
     errors = Console(stderr=True)
-    results = run_bench(settings, progress=lambda message: errors.print(f"[dim]{message}[/]"))
+    try:
+        results = run_bench(settings, progress=lambda message: errors.print(f"[dim]{message}[/]"))
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise UserError(out_of_memory(settings, err)) from None
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err) and "out of memory" not in str(err).lower():
+            raise
+        raise UserError(out_of_memory(settings, err)) from None
     render(results, console)
     if json_path is not None:
         write_json(results, json_path)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from advfusion_cli.cli.app import app
 from advfusion_cli.compare.options import DEFAULT_METHODS
+from advfusion_cli.evaluate.paths import check_output_folder
 from advfusion_cli.workflows import cli_common as c
 
 
@@ -70,8 +70,9 @@ def compare_command(
         typer.Option("--metrics", help="Metrics shown in the table (all are in results.*)."),
     ] = None,
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")] = 1000,
+    # str, not Path: Path('') would silently become '.', the current folder.
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--out", help="Results folder (default <workdir>/compare/<task>-<target>-<hash>)."
         ),
@@ -101,7 +102,13 @@ def compare_command(
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
+    from advfusion_cli.errors import UserError
+    from advfusion_cli.spec.yaml_io import check_spec_file
 
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}.")
+    if spec is not None:
+        check_spec_file(spec)
     run_compare(
         methods=methods,
         langs=langs,
@@ -121,7 +128,7 @@ def compare_command(
         workers=workers,
         metrics=metrics,
         resamples=resamples,
-        out=out,
+        out=None if out is None else check_output_folder(out, "--out"),
         force=force,
         dry_run=dry_run,
         flags=c.common_flags(model, data, task, quantization, workdir, None)

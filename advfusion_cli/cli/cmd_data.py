@@ -45,6 +45,21 @@ def show(
     from advfusion_cli.data.splits import canonical_split
     from advfusion_cli.data.stats import stats_tables
     from advfusion_cli.errors import UserError
+    from advfusion_cli.spec.schema import DataSpec, normalize_source
+
+    # The same rules as the spec's data.source and data.max_*_tokens, before any loading.
+    try:
+        normalize_source(source)
+    except ValueError as err:
+        raise UserError(f"--source {source!r}: {err}") from None
+    for option, key, value in (
+        ("--max-prompt-tokens", "max_prompt_tokens", max_prompt_tokens),
+        ("--max-target-tokens", "max_target_tokens", max_target_tokens),
+        ("--max-total-tokens", "max_total_tokens", max_total_tokens),
+    ):
+        least = min(m.ge for m in DataSpec.model_fields[key].metadata if hasattr(m, "ge"))
+        if value < least:
+            raise UserError(f"{option} must be >= {least}, got {value}.")
 
     wanted = canonical_split(split)
     data = load_task(task, source, lang or None, "all", strict=strict)

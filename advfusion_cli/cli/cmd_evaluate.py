@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from advfusion_cli.cli.app import app
+from advfusion_cli.evaluate.paths import check_output_folder
 from advfusion_cli.workflows import cli_common as c
 
 
@@ -49,8 +49,9 @@ def evaluate_command(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Sandbox processes (default up to 4).")
     ] = None,
+    # str, not Path: Path('') would silently become '.', the current folder.
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write here instead of <run>/evals/...")
+        str | None, typer.Option("--out", help="Write here instead of <run>/evals/...")
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate again even if this evaluation exists.")
@@ -68,8 +69,11 @@ def evaluate_command(
     workdir: c.WorkdirOpt = None,
 ) -> None:
     """Generate on a split (greedy, 512 new tokens by default), score with the paper's metrics (and pass@k for code generation), write predictions.jsonl and metrics.json."""
+    from advfusion_cli.errors import UserError
     from advfusion_cli.evaluate.cli import run_evaluate
 
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}.")
     run_evaluate(
         run=run,
         split=split,
@@ -86,7 +90,7 @@ def evaluate_command(
         ),
         execute=execute,
         workers=workers,
-        out=out,
+        out=None if out is None else check_output_folder(out, "--out"),
         force=force,
         base_flags=c.common_flags(model, data, task, quantization, workdir, None)
         | {"data.target": target},

@@ -9,9 +9,34 @@ import typer
 from advfusion_cli.cli.app import app
 
 
+def _check_out(raw: str) -> Path:
+    """The --out folder, refused before any training if it cannot be written.
+
+    An empty value would write into the current folder; a path below a regular file, or
+    under a folder that cannot be written, would fail only after training.
+    """
+    import os
+
+    from advfusion_cli.errors import UserError
+
+    if not raw.strip():
+        raise UserError("--out must name a folder (got an empty value).")
+    out = Path(raw).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {raw} exists and is not a folder.")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"--out {raw}: '{existing}' is a file, not a folder.")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {raw}: folder '{existing}' is not writable.")
+    return out
+
+
 @app.command("pretrain-base")
 def pretrain_base_command(
-    out: Path = typer.Option(Path("tiny-code"), "--out", help="Folder to write the model into."),
+    out: str = typer.Option("tiny-code", "--out", help="Folder to write the model into."),
     steps: int = typer.Option(None, "--steps", min=1, help="Optimizer steps [2000]."),
     seed: int = typer.Option(None, "--seed", help="Seed of corpus, packing, init, order [0]."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Windows per step [2]."),
@@ -65,8 +90,7 @@ def pretrain_base_command(
         message = first["msg"].removeprefix("Value error, ")
         prefix = f"bad value for '{where}': " if where else ""
         raise UserError(f"pretrain-base: {prefix}{message}") from err
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder.")
+    out = _check_out(out)
     if (out / "model.safetensors").exists() and not overwrite:
         raise UserError(f"--out {out} already holds a model; pass --overwrite to replace it.")
 

@@ -55,8 +55,10 @@ def build_request(
     from advfusion_cli.evaluate.workflow import EvalRequest
     from advfusion_cli.inference.generation import DecodingSettings
 
-    if spec_path is not None and not spec_path.is_file():
-        raise UserError(f"Spec file '{spec_path}' does not exist.")
+    if spec_path is not None:
+        from advfusion_cli.spec.yaml_io import check_spec_file
+
+        check_spec_file(spec_path)  # missing, or a directory: named either way
     if resamples < 1:
         raise UserError(f"--resamples must be >= 1, got {resamples}.")
     table_metrics = None

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.report import format_value, metric_order
-from advfusion_cli.evaluate.workflow import ATTENTION_FILE, read_evaluation
+from advfusion_cli.evaluate.workflow import ATTENTION_FILE, METRICS_FILE, read_evaluation
 from advfusion_cli.workflows import atomic
 from advfusion_cli.workflows.runs import RunDir
 
@@ -37,6 +38,55 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _invalid(path: Path, what: str, why: str) -> UserError:
+    return UserError(f"{path} is not a valid {what}: {why}.")
+
+
+def read_summary(path: Path) -> dict:
+    """summary.json (empty when the run has none yet); a damaged one is a one-line error."""
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except OSError as err:
+        raise UserError(f"Cannot read {path}: {err.strerror or err}.") from None
+    except ValueError as err:
+        raise _invalid(path, "summary", f"not valid JSON ({err})") from None
+    if not isinstance(summary, dict):
+        raise _invalid(path, "summary", f"a mapping expected, got {type(summary).__name__}")
+    phases = summary.get("phases")
+    if phases is not None and (
+        not isinstance(phases, list) or not all(isinstance(p, dict) for p in phases)
+    ):
+        raise _invalid(path, "summary", "'phases' must be a list of mappings")
+    for phase in phases or []:
+        if "name" not in phase or "steps" not in phase:
+            raise _invalid(path, "summary", "a phase lacks 'name' or 'steps'")
+    for key in ("best_eval_loss", "trainable_params", "total_params", "peak_memory_mb"):
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _invalid(path, "summary", f"'{key}' must be a number")
+    return summary
+
+
+def check_evaluation(folder: Path, record: object) -> dict:
+    """A metrics.json read back: a mapping with a 'scores' mapping, or a one-line error."""
+    path = folder / METRICS_FILE
+    if not isinstance(record, dict):
+        raise _invalid(
+            path, "evaluation record", f"a mapping expected, got {type(record).__name__}"
+        )
+    scores = record.get("scores")
+    if not isinstance(scores, dict):
+        raise _invalid(path, "evaluation record", "'scores' must be a mapping")
+    for name, value in scores.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _invalid(path, "evaluation record", f"score '{name}' must be a number")
+    if not isinstance(record.get("provenance", {}), dict):
+        raise _invalid(path, "evaluation record", "'provenance' must be a mapping")
+    return record
+
+
 def evaluations_of(run: RunDir) -> list[tuple[Path, dict]]:
     folder = run.path / "evals"
     if not folder.is_dir():
@@ -45,7 +95,7 @@ def evaluations_of(run: RunDir) -> list[tuple[Path, dict]]:
     for child in sorted(folder.iterdir()):
         record = read_evaluation(child)
         if record is not None:
-            found.append((child, record))
+            found.append((child, check_evaluation(child, record)))
     return found
 
 
@@ -56,7 +106,7 @@ def inspect_run(
     from advfusion_cli.spec.loading import load_spec
 
     spec = load_spec(run.job_yaml)
-    found = Inspection(run, spec, _read_json(run.summary_json), evaluations_of(run))
+    found = Inspection(run, spec, read_summary(run.summary_json), evaluations_of(run))
     if not spec.is_fusion:
         return found
     recorded = [

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from advfusion_cli.errors import UserError
 from advfusion_cli.inference.resolve import canonical_method
+from advfusion_cli.spec.schema import MAX_SEED
 
 DEFAULT_METHODS = (
     "lora",
@@ -68,6 +69,8 @@ def parse_seeds(text: str) -> list[int]:
             seed = int(raw)
         except ValueError:
             raise UserError(f"--seeds takes integers separated by commas, got '{raw}'.") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise UserError(f"--seeds: {seed} is out of range (a seed is 0 to {MAX_SEED}).")
         if seed in seeds:
             raise UserError(f"--seeds lists {seed} twice.")
         seeds.append(seed)
@@ -100,4 +103,9 @@ def parse_vary(text: str | None) -> Vary | None:
         from advfusion_cli.errors import unknown_name_error
 
         raise unknown_name_error("--vary key", name, [*VARY_SHORTHANDS, "<section.key>"])
+    if key == "training.seed":  # every job's seed comes from --seeds, which would win
+        raise UserError(
+            f"--vary {name} conflicts with --seeds, which sets training.seed: "
+            f"use --seeds {','.join(values)} instead."
+        )
     return Vary(key, name, values)

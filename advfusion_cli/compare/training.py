@@ -53,7 +53,7 @@ class SpecInputs:
 @dataclass(frozen=True)
 class Job:
     method: str  # label: lora, task-adapter, advfusion-compacter, base, ...
-    seed: int
+    seed: int | None  # None: the spec's own training.seed (the reference spec)
     vary_value: str | None
 
     @property
@@ -100,7 +100,8 @@ def job_spec(
     from advfusion_cli.workflows import cli_common
 
     flags = {**inputs.flags, **_method_flags(job.method, target, languages)}
-    flags["training.seed"] = job.seed
+    if job.seed is not None:
+        flags["training.seed"] = job.seed
     sets = list(inputs.sets) + [item for method, item in inputs.method_sets if method == job.method]
     if vary is not None and job.vary_value is not None:
         if flags.get(vary.key) is not None and vary.key != "training.seed":

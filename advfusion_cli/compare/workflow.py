@@ -125,7 +125,7 @@ def compare_folder(request: CompareRequest, spec, seeds: list[int]) -> Path:
 def reference_spec(request: CompareRequest):
     """The spec the comparison is about (target, task, data, seed, workdir), no method yet."""
     return job_spec(
-        Job("base", 0, None), _target_flag(request), request.languages, request.inputs, None
+        Job("base", None, None), _target_flag(request), request.languages, request.inputs, None
     )
 
 
@@ -159,6 +159,38 @@ def check_table_metrics(request: CompareRequest, task: str) -> None:
             )
 
 
+def check_outputs(request: CompareRequest, base, folder: Path) -> None:
+    """The workdir and the results folder must be writable, before anything is trained."""
+    from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
+
+    check_workdir(base.output.workdir)
+    check_output_folder(folder, "--out" if request.out is not None else "Results folder")
+
+
+def check_same_items(request: CompareRequest, jobs: list[Job], specs: list) -> None:
+    """A --vary of a data key must keep the test items (a paired comparison), checked up front."""
+    from advfusion_cli.evaluate.examples import ids_digest, select_items
+
+    if request.vary is None or not request.vary.key.startswith("data."):
+        return
+    evaluation = request.evaluation
+    digests: dict[str, str] = {}
+    for job, spec in zip(jobs, specs, strict=True):
+        value = str(job.vary_value)
+        if value in digests:
+            continue
+        items = select_items(
+            spec.data, spec.data.target, evaluation.split, evaluation.limit, evaluation.seed
+        )
+        digests[value] = ids_digest(items)
+    if len(set(digests.values())) > 1:
+        raise UserError(
+            f"--vary {request.vary.label}={','.join(request.vary.values)}: the values select "
+            f"different {evaluation.split} items, but a paired comparison needs the same items; "
+            "vary a setting that keeps the data (e.g. training.lr, model.quantization)."
+        )
+
+
 def compare(request: CompareRequest, progress=None) -> CompareResult:
     """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
     from advfusion_cli.compare.progress import PipelineProgress
@@ -177,6 +209,8 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
     for job, spec in zip(jobs, specs, strict=True):
         check_adapter_geometry(job, spec)
     folder = compare_folder(request, base, seeds)
+    check_outputs(request, base, folder)
+    check_same_items(request, jobs, specs)
     stages = sum(1 if job.is_base else 2 for job in jobs) + 1
     owns_progress = progress is None
     if progress is None:

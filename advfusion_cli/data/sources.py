@@ -116,6 +116,9 @@ def iter_rows(path: Path, diagnostics: Diagnostics) -> Iterator[RawRow]:
             except json.JSONDecodeError as err:
                 diagnostics.malformed(RecordError("invalid JSON", err.msg), where)
                 continue
+            except RecursionError:
+                diagnostics.malformed(RecordError("invalid JSON", "nested too deeply"), where)
+                continue
             if not isinstance(data, dict):
                 diagnostics.malformed(RecordError("not a JSON object"), where)
                 continue
@@ -134,6 +137,8 @@ def _iter_json_array(path: Path, handle, diagnostics: Diagnostics) -> Iterator[R
         rows = json.loads(handle.read().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise UserError(f"{path}: not valid JSON (nested too deeply)") from err
     for number, data in enumerate(rows, start=1):
         if not isinstance(data, dict):
             diagnostics.malformed(RecordError("not a JSON object"), f"{path}:{number}")
@@ -157,6 +162,8 @@ def read_json_object(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise UserError(f"{path}: not valid JSON (nested too deeply)") from err
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object mapping keys to values")
     return data

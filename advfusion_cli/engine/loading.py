@@ -8,7 +8,9 @@ left padding, which generation with a decoder-only model needs.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -121,9 +123,109 @@ def check_source(name_or_path: str, what: str = "model") -> str:
     return name
 
 
+class _HeldLoadReport(logging.Filter):
+    """Holds transformers' multi-line LOAD REPORT while a model loads.
+
+    When the load then fails on mismatched shapes, the report would be a second, many-line
+    stderr message next to our one-line error: it is dropped (its first mismatch goes into
+    the error). Otherwise `release()` logs it as transformers would have.
+    """
+
+    LOGGER = "transformers.modeling_utils"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in str(record.msg):
+            self.records.append(record)
+            return False
+        return True
+
+    def __enter__(self) -> _HeldLoadReport:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
+
+    def release(self) -> None:
+        logger = logging.getLogger(self.LOGGER)
+        for record in self.records:
+            logger.handle(record)
+        self.records = []
+
+    def first_mismatch(self) -> str:
+        """` (model.embed_tokens.weight: ckpt ... vs model ...)` from the held report, or ''."""
+        for record in self.records:
+            for line in str(record.msg).splitlines():
+                cells = [cell.strip() for cell in line.split("|")]
+                if len(cells) >= 3 and "MISMATCH" in cells[1]:
+                    shapes = re.findall(r"torch\.Size\(\[([^\]]*)\]\)", cells[2])
+                    if len(shapes) == 2:
+                        stored, built = shapes
+                        return f" ({cells[0]}: stored [{stored}], config.json gives [{built}])"
+                    return f" ({cells[0]})"
+        return ""
+
+
+def _config_reason(exc: BaseException) -> str:
+    """The useful line of a config error: the validator's own message when it wraps one."""
+    if isinstance(exc, ArithmeticError):
+        return f"a size or head count is invalid ({type(exc).__name__}: {_first_line(exc)})"
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    inner = [line for line in lines[1:] if line.startswith(("ValueError:", "TypeError:"))]
+    if inner:
+        return inner[0].split(":", 1)[1].strip()
+    return _first_line(exc)
+
+
+def _weights_reason(exc: BaseException) -> str:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover
+        SafetensorError = ()  # noqa: N806
+    if SafetensorError and isinstance(exc, SafetensorError):
+        return f"model.safetensors is not a readable safetensors file ({_first_line(exc)})"
+    return _config_reason(exc)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """What building a model config from a bad config.json raises (a user input problem)."""
+    found: list[type[BaseException]] = [OSError, ValueError, KeyError, TypeError, ArithmeticError]
+    try:  # transformers validates configs with huggingface_hub's strict dataclasses
+        from huggingface_hub.errors import StrictDataclassError
+
+        found.append(StrictDataclassError)
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        pass
+    return tuple(found)
+
+
+def _weight_errors() -> tuple[type[BaseException], ...]:
+    """What loading unreadable weights raises: a junk/truncated safetensors file."""
+    found: list[type[BaseException]] = [OSError, ValueError]
+    try:
+        from safetensors import SafetensorError
+
+        found.append(SafetensorError)
+    except ImportError:  # pragma: no cover - safetensors always comes with transformers
+        pass
+    return tuple(found)
+
+
+def _weights_mismatch(exc: BaseException) -> bool:
+    """transformers' error when the stored weights' shapes differ from what config.json builds."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "ignore_mismatched_sizes" in text or "size mismatch" in text
+    )
 
 
 def _is_causal_lm_config(config) -> bool:
@@ -161,9 +263,12 @@ def load_model(
         config = AutoConfig.from_pretrained(
             source, revision=revision, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except _config_errors() as exc:
+        # A config.json whose values cannot build a model (hidden_size not a multiple of the
+        # heads, zero heads, a wrong type) is the user's input, not a programming error.
         raise UserError(
-            f"Could not load the config of model '{source}': {_first_line(exc)}"
+            f"Could not load the config of model '{source}' ({Path(source) / 'config.json'}): "
+            f"{_config_reason(exc)}"
         ) from exc
     if not trust_remote_code and not _is_causal_lm_config(config):
         raise UserError(
@@ -186,10 +291,22 @@ def load_model(
         kwargs["quantization_config"] = bnb_config
     if device_map is not None:
         kwargs["device_map"] = device_map
+    held = _HeldLoadReport()
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"Could not load model '{source}': {_first_line(exc)}") from exc
+        with held:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except _config_errors() + _weight_errors() as exc:
+        raise UserError(f"Could not load model '{source}': {_weights_reason(exc)}") from exc
+    except RuntimeError as exc:
+        if not _weights_mismatch(exc):
+            held.release()
+            raise
+        raise UserError(
+            f"Could not load model '{source}': the shapes of its weights do not match its "
+            f"config.json{held.first_mismatch()} (check vocab_size, hidden_size, "
+            "intermediate_size, the head counts)."
+        ) from exc
+    held.release()
     if quant.mode == "4bit":
         keep_cpu_4bit_weights_differentiable(model)
     model.eval()

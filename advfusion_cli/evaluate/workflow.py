@@ -48,8 +48,11 @@ class EvalRequest:
     force: bool = False
 
     def __post_init__(self) -> None:
+        from advfusion_cli.data.splits import canonical_split
+
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}.")
+        canonical_split(self.split)  # an unknown --split fails here, before any work
 
     def leaf(self) -> str:
         limit = "all" if self.limit is None else str(self.limit)
@@ -144,7 +147,15 @@ def evaluate(
 
     progress = progress or NullEvalProgress()
     spec = _spec_for(ref, spec)
-    folder = Path(out) if out is not None else evaluation_folder(ref, spec, request)
+    from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
+
+    if out is not None:
+        folder = check_output_folder(out, "--out")
+    else:
+        if ref.run is None:
+            check_workdir(spec.output.workdir)
+        folder = evaluation_folder(ref, spec, request)
+        check_output_folder(folder, "Evaluation folder")
     previous = read_evaluation(folder)
     if not request.force and _reusable(previous, request):
         return EvaluationResult(folder, previous, reused=True)

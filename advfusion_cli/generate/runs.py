@@ -38,6 +38,25 @@ def _read_results(path: Path) -> dict:
         raise UserError(f"Comparison results '{path}' are not valid JSON.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise UserError(f"'{path}' is not a comparison's results.json (no rows).")
+    if not all(isinstance(row, dict) for row in payload["rows"]):
+        raise UserError(
+            f"'{path}' is not a valid comparison's results.json: a row is not a mapping."
+        )
+    for row in payload["rows"]:
+        for key, kind in (("metrics", dict), ("runs", list)):
+            if row.get(key) is not None and not isinstance(row[key], kind):
+                raise UserError(
+                    f"'{path}' is not a valid comparison's results.json: a row's '{key}' is "
+                    f"not a {'mapping' if kind is dict else 'list'}."
+                )
+        if any(not isinstance(entry, dict) for entry in row.get("runs") or []):
+            raise UserError(
+                f"'{path}' is not a valid comparison's results.json: a run entry is not a mapping."
+            )
+    if not isinstance(payload.get("table_metrics") or [], list):
+        raise UserError(
+            f"'{path}' is not a valid comparison's results.json: 'table_metrics' is not a list."
+        )
     return payload
 
 
@@ -67,10 +86,17 @@ def best_of_compare(results: Path) -> ResolvedRun:
     best: tuple[float, str, dict] | None = None
     for row in payload["rows"]:
         cell = (row.get("metrics") or {}).get(headline) or {}
+        if not isinstance(cell, dict):
+            raise UserError(
+                f"'{results}' is not a valid comparison's results.json: the {headline} cell of "
+                f"{row.get('method', '?')} is not a mapping."
+            )
         runs = [r for r in row.get("runs") or [] if isinstance(r.get("run_id"), str)]
         if not runs or not isinstance(cell.get("mean"), int | float):
             continue  # the frozen base, or a method without this metric
         per_seed = cell.get("per_seed") or []
+        if not isinstance(per_seed, list):
+            per_seed = []
         scored = [
             (per_seed[i] if i < len(per_seed) and per_seed[i] is not None else cell["mean"], r)
             for i, r in enumerate(runs)
@@ -97,10 +123,7 @@ def latest_compare(workdir: Path, target: str | None, task: str | None) -> Path:
     folder = Workdir(Path(workdir)).root / "compare"
     found: list[tuple[str, Path]] = []
     for results in sorted(folder.glob(f"*/{RESULTS_FILE}")) if folder.is_dir() else []:
-        try:
-            payload = json.loads(results.read_text())
-        except (OSError, ValueError):
-            continue
+        payload = _read_results(results)  # a damaged results.json is named, not skipped
         if target is not None and payload.get("target") != target:
             continue
         if task is not None and payload.get("task") != task:

@@ -116,6 +116,12 @@ def resolve_run(value: str, workdir: Path, task: str | None = None) -> RunRef:
         language = _language(target)
         runs = find_runs(work, method, language, task)
         if not runs:
+            damaged = damaged_runs(work)
+            if damaged:
+                raise UserError(
+                    f"No finished {method} run for '{language}' in {work.runs}; damaged run "
+                    f"file(s), maybe of the run meant: {', '.join(damaged)}."
+                )
             raise UserError(
                 f"No finished {method} run for '{language}' in {work.runs}; train it first "
                 f"(e.g. `advfusion compare --methods {method} --target {language}`)."
@@ -146,3 +152,38 @@ def _language(name: str) -> str:
 def _run_ref(run: RunDir) -> RunRef:
     label, target, _ = describe_run(run)
     return RunRef(label, run, target)
+
+
+def damaged_runs(workdir: Workdir) -> list[str]:
+    """'<file> (reason)' for each run in the workdir whose job.yaml or status.json is corrupt:
+    such a run is never found by `method/target`, so a failed lookup names them."""
+    import json
+
+    from advfusion_cli.spec.loading import load_spec
+
+    runs = workdir.runs
+    found = []
+    for path in sorted(runs.iterdir()) if runs.is_dir() else []:
+        run = RunDir(path)
+        if not path.is_dir() or not run.job_yaml.exists():
+            continue
+        if run.status_json.exists():
+            try:
+                status = json.loads(run.status_json.read_text())
+            except (OSError, ValueError) as err:
+                found.append(f"{run.status_json} ({_reason(err)})")
+                continue
+            if not isinstance(status, dict):
+                found.append(f"{run.status_json} (not a mapping)")
+                continue
+        try:
+            load_spec(run.job_yaml)
+        except UserError as err:
+            found.append(f"{run.job_yaml} ({str(err).splitlines()[0]})")
+    return found
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return f"not valid JSON: {err}"

@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from advfusion_cli import __version__
 from advfusion_cli.data.encoding import encode_example
+from advfusion_cli.errors import UserError
 from advfusion_cli.pretrain.corpus import PretrainCorpus, PretrainMix, build_pretraining_corpus
 from advfusion_cli.pretrain.heldout import HeldoutSample, heldout_perplexity
 from advfusion_cli.pretrain.model import TinyModelShape, build_model, count_parameters
@@ -214,6 +215,13 @@ def pretrain_base(
     token_lists = _tokenize_corpus(corpus, tokenizer)
     shares = _token_shares(corpus, token_lists)
     windows = pack_documents(token_lists, config.seq_len, tokenizer.pad_token_id, config.seed)
+    if windows.input_ids.size(0) == 0:
+        longest = max((len(ids) for ids in token_lists), default=0)
+        raise UserError(
+            f"--seq-len {config.seq_len} is shorter than every corpus document "
+            f"({windows.skipped_too_long} skipped, the longest has {longest} tokens); documents "
+            "are packed whole, never split, so pass a larger --seq-len."
+        )
     packing_stats = {
         "seq_len": config.seq_len,
         "windows": int(windows.input_ids.size(0)),

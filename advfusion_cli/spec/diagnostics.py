@@ -102,6 +102,8 @@ def _message(error: dict[str, Any], loc: Loc, method_name: str) -> str:
         return f"must not be empty (got {_show(value)})"
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         return f"needs a method name: one of {', '.join(METHODS)}"
+    if kind == "finite_number":
+        return f"must be a finite number (got {_show(value)})"
     if kind == "int_from_float":
         return f"must be a whole number (got {_show(value)})"
     type_name = _type_name(kind)

@@ -70,6 +70,8 @@ def read_value(raw: str, path: Key, method_name: str, origin: str) -> Any:
         return [item.strip() for item in raw.split(",") if item.strip()]
     try:
         return yaml.load(raw, Loader=SpecLoader)
+    except RecursionError:
+        raise UserError(f"{origin} {'.'.join(path)}: value nested too deeply") from None
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or "not valid YAML"
         raise UserError(f"{origin} {'.'.join(path)}={raw}: {problem}") from None

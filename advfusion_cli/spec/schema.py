@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from advfusion_cli.errors import UserError
 from advfusion_cli.spec import names
@@ -51,6 +51,29 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 # Hugging Face repo ids: "name" or "owner/name" of letters, digits, '.', '_' and '-'.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+# Validation context key: False skips "a fusion needs a language besides the target" (for
+# records of runs already made, and for a fusion spec read only for its adapters' settings).
+CHECK_FUSION_INPUTS = "check_fusion_inputs"
+# Seeds feed numpy's RandomState, which takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def normalize_source(value: str) -> str:
+    """A data source's canonical form: 'testbed', 'hub:<id>' or a path; ValueError (the
+    message names the problem) for a bare 'hub:', a malformed hub id or an empty value."""
+    value = value.strip()
+    if value.lower() == "testbed":
+        return "testbed"
+    if value.startswith("hub:"):
+        hub_id = value[len("hub:") :].strip()
+        if not hub_id:
+            raise ValueError("'hub:' needs a dataset id, e.g. hub:bigcode/commitpackft")
+        if not HUB_ID.match(hub_id):
+            raise ValueError(f"'{hub_id}' is not a valid hub dataset id (owner/name)")
+        return f"hub:{hub_id}"
+    if not value:
+        raise ValueError("must not be empty")
+    return value
 
 
 class ModelSpec(StrictModel):
@@ -117,7 +140,9 @@ class DataSpec(StrictModel):
     max_eval_records: int | None = Field(
         None, ge=1, description="Use at most this many evaluation records per language."
     )
-    split_seed: int = Field(0, description="Seed of splits the loader makes itself.")
+    split_seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of splits the loader makes itself."
+    )
     exec_outcome_filter: bool = Field(
         False, description="code-generation only: keep only solutions whose outcome is PASSED."
     )
@@ -125,19 +150,10 @@ class DataSpec(StrictModel):
     @field_validator("source")
     @classmethod
     def _source_form(cls, value: str) -> str:
-        value = value.strip()
-        if value.lower() == "testbed":
-            return "testbed"
-        if value.startswith("hub:"):
-            hub_id = value[len("hub:") :].strip()
-            if not hub_id:
-                raise key_error("", "'hub:' needs a dataset id, e.g. hub:bigcode/commitpackft")
-            if not HUB_ID.match(hub_id):
-                raise key_error("", f"'{hub_id}' is not a valid hub dataset id (owner/name)")
-            return f"hub:{hub_id}"
-        if not value:
-            raise key_error("", "must not be empty")
-        return value
+        try:
+            return normalize_source(value)
+        except ValueError as err:
+            raise key_error("", str(err)) from None
 
     @field_validator("languages")
     @classmethod
@@ -196,7 +212,9 @@ class TrainingSpec(StrictModel):
     keep_best: bool = Field(
         True, description="Reload the checkpoint with the lowest eval loss at stage end."
     )
-    seed: int = Field(0, description="Seed of initialisation, shuffling and dropout.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of initialisation, shuffling and dropout."
+    )
     optimizer: Literal["auto", "adamw", "paged_adamw_32bit"] = Field(
         "auto", description="auto = paged_adamw_32bit on CUDA, AdamW on CPU."
     )
@@ -287,12 +305,20 @@ class JobSpec(StrictModel):
             raise key_error("", names.lowercase_first(err)) from None
 
     @model_validator(mode="after")
-    def _target_among_fused(self):
+    def _target_among_fused(self, info: ValidationInfo):
         if self.is_fusion and self.data.target not in self.data.languages:
             raise key_error(
                 "data.target",
                 f"'{self.data.target}' is not among data.languages "
                 f"({', '.join(self.data.languages)}); a fusion needs the target's adapter",
+            )
+        check_inputs = (info.context or {}).get(CHECK_FUSION_INPUTS, True)
+        if check_inputs and self.is_fusion and not set(self.data.languages) - {self.data.target}:
+            raise key_error(
+                "data.languages",
+                f"a fusion needs a language besides the target '{self.data.target}' "
+                f"(got only {', '.join(self.data.languages)}); list more languages "
+                "(data.languages / --langs)",
             )
         return self
 

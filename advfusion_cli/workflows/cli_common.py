@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from advfusion_cli.errors import UserError, unknown_name_error
+from advfusion_cli.errors import unknown_name_error
 
 if TYPE_CHECKING:
     from advfusion_cli.spec.schema import JobSpec
@@ -117,8 +117,10 @@ def resolve(
     """The job spec from all layers; the flags' None values leave lower layers alone."""
     from advfusion_cli.spec.loading import resolve_spec
 
-    if spec_path is not None and not spec_path.is_file():
-        raise UserError(f"Spec file '{spec_path}' does not exist.")
+    if spec_path is not None:
+        from advfusion_cli.spec.yaml_io import check_spec_file
+
+        check_spec_file(spec_path)  # missing, or a directory: named either way
     return resolve_spec(spec_path, preset, sets or [], flags)
 
 

@@ -192,7 +192,12 @@ def _clear(run: RunDir) -> None:
 def execute_run(
     run_plan: RunPlan, session: Session, setup: Setup, run_phases: PhaseRunner
 ) -> RunOutcome:
-    """Train (or resume, or reuse) one planned run."""
+    """Train (or resume, or reuse) one planned run.
+
+    A --force retrain loads everything it needs (base, tokenizer, stored adapters, data)
+    before it clears the old run: a retrain that cannot start leaves the previous results
+    exactly as they were.
+    """
     run = run_plan.run
     if run_plan.state == REUSE or (run_plan.state != RETRAIN and run.is_finished()):
         return reuse(run_plan, session)
@@ -201,13 +206,19 @@ def execute_run(
     if lock is not None:
         lock.acquire()
     try:
-        if session.is_main:
-            if run_plan.state == RETRAIN:
+        prepared = None
+        if run_plan.state == RETRAIN:
+            prepared = _prepare(run_plan, session, setup)  # fails before anything is removed
+            if session.is_main:
                 _clear(run)
+                _start_records(run_plan, accelerator.num_processes)
+        elif session.is_main:
             _start_records(run_plan, accelerator.num_processes)
         accelerator.wait_for_everyone()
         try:
-            outcome = _train(run_plan, session, setup, run_phases)
+            if prepared is None:
+                prepared = _prepare(run_plan, session, setup)
+            outcome = _train(prepared, run_plan, session, run_phases)
         except TrainingInterrupted as stop:
             if session.is_main:
                 run.write_status(INTERRUPTED, phase=stop.phase, step=stop.step)
@@ -255,15 +266,26 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _train(
-    run_plan: RunPlan, session: Session, setup: Setup, run_phases: PhaseRunner
-) -> RunOutcome:
+@dataclass
+class _Prepared:
+    """Everything a run loads before it trains: nothing here touches the run folder."""
+
+    started: float
+    timings: dict[str, float]
+    tokenizer: object
+    trainable: Trainable
+    trainable_count: int
+    total_count: int
+    phase_data: list[StageData]
+
+
+def _prepare(run_plan: RunPlan, session: Session, setup: Setup) -> _Prepared:
+    """Load the base, tokenizer, method setup (stored adapters included) and the data."""
     from accelerate.utils import set_seed
 
-    from advfusion_cli.data.encoding import Collator
     from advfusion_cli.engine import count_parameters
 
-    accelerator, run, spec = session.accelerator, run_plan.run, run_plan.spec
+    accelerator, spec = session.accelerator, run_plan.spec
     started = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -280,6 +302,22 @@ def _train(
         encoder = StageEncoder(spec.data, tokenizer)
         phase_data = [encoder.stage(p.train_languages, p.eval_languages) for p in run_plan.phases]
     timings["load_data_s"] = time.perf_counter() - started - timings["load_model_s"]
+    return _Prepared(
+        started, timings, tokenizer, trainable, trainable_count, total_count, phase_data
+    )
+
+
+def _train(
+    prepared: _Prepared, run_plan: RunPlan, session: Session, run_phases: PhaseRunner
+) -> RunOutcome:
+    from accelerate.utils import set_seed
+
+    from advfusion_cli.data.encoding import Collator
+
+    accelerator, run, spec = session.accelerator, run_plan.run, run_plan.spec
+    started, timings, tokenizer = prepared.started, prepared.timings, prepared.tokenizer
+    trainable, phase_data = prepared.trainable, prepared.phase_data
+    trainable_count, total_count = prepared.trainable_count, prepared.total_count
     world = accelerator.num_processes
     phases = [
         Phase(
