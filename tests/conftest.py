@@ -114,6 +114,29 @@ def run_cli(*args: str) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def one_line_error(result: CliResult, *names: str) -> str:
+    """The promise for bad input: exit code 2, no traceback, exactly one stderr line, starting
+    `error:` and naming each of `names`. Returns that line."""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    assert result.exit_code == 2, (result.exit_code, result.stdout[-2000:], result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def snapshot(*folders: Path) -> dict[Path, bytes]:
+    """Every file under `folders` with its bytes: equal before and after = nothing changed."""
+    return {
+        path: path.read_bytes()
+        for folder in folders
+        if folder.exists()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, snapshot
 from test_workflow_cli import common, make_tokenizer, write_commits
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -49,17 +50,6 @@ def world(tmp_path_factory, tiny_model_dir) -> World:
     done = run_cli(*world.args(world.trained, 2, "train-adapters", "--langs", "java,ruby"))
     assert done.exit_code == 0, done.stderr
     return world
-
-
-def snapshot(*folders: Path) -> dict[Path, bytes]:
-    """Every file under `folders` with its bytes."""
-    return {
-        path: path.read_bytes()
-        for folder in folders
-        if folder.exists()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def copy_trained(world: World, tmp: Path) -> Path:
@@ -253,14 +243,6 @@ CASES: list[tuple[str, Prepare, str]] = [
     ("generate-no-finished-run", no_such_run("generate", "lora/ruby", "--task", "commit-message", "-"), "No finished lora run for 'ruby'"),
     ("evaluate-no-such-run", no_such_run("evaluate", "lora/ruby"), "No finished lora run for 'ruby'"),
 ]  # fmt: skip
-
-
-def one_line_error(result) -> str:
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.exit_code == 2, (result.exit_code, result.stdout[-2000:], result.stderr[-2000:])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("prepare, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -16,19 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error
 from test_workflow_cli import common, make_tokenizer, write_commits
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def one_line_error(result, *names: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, snapshot
 from test_workflow_cli import common, make_tokenizer, write_commits
 
 
@@ -48,26 +49,6 @@ def world(tmp_path_factory, tiny_model_dir) -> World:
     )
     assert done.exit_code == 0, done.stderr
     return world
-
-
-def snapshot(*folders: Path) -> dict[Path, bytes]:
-    return {
-        path: path.read_bytes()
-        for folder in folders
-        if folder.exists()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def assert_one_error(result, *names: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for name in names:
-        assert name in lines[0], (name, lines[0])
 
 
 @pytest.fixture
@@ -109,7 +90,7 @@ def freeze(state, world) -> None:
 def test_inspect_out_refused_up_front(cli, world, case, out, names):
     freeze(case, world)
     result = cli("inspect", "advfusion/ruby", "--workdir", str(case["work"]), "--out", out)
-    assert_one_error(result, *names)
+    one_line_error(result, *names)
 
 
 # ---- evaluate --out, workdirs, compare ------------------------------------------------------
@@ -130,7 +111,7 @@ EVAL = ("evaluate", "--run", "task-adapter/ruby", "--limit", "2", "--max-new-tok
 def test_evaluate_out_refused_before_generation(cli, world, case, out, names):
     freeze(case, world)
     result = cli(*EVAL, "--workdir", str(case["work"]), "--out", out)
-    assert_one_error(result, *names)
+    one_line_error(result, *names)
 
 
 def test_evaluate_base_workdir_is_a_file(cli, world, case):
@@ -142,7 +123,7 @@ def test_evaluate_base_workdir_is_a_file(cli, world, case):
         "--max-new-tokens",
         "4",
     )
-    assert_one_error(result, "afile", "not writable")
+    one_line_error(result, "afile", "not writable")
 
 
 COMPARE = ("compare", "--methods", "base", "--target", "ruby", "--limit", "2")
@@ -159,14 +140,14 @@ COMPARE = ("compare", "--methods", "base", "--target", "ruby", "--limit", "2")
 def test_compare_refused_up_front(cli, world, case, extra, names):
     freeze(case, world)
     result = cli(*world.args(case["tmp"] / "W3", *COMPARE), "--max-new-tokens", "4", *extra)
-    assert_one_error(result, *names)
+    one_line_error(result, *names)
     assert not (case["tmp"] / "W3").exists()
 
 
 def test_compare_workdir_is_a_file(cli, world, case):
     freeze(case, world)
     result = cli(*world.args(Path("afile"), *COMPARE), "--max-new-tokens", "4")
-    assert_one_error(result, "afile", "not writable")
+    one_line_error(result, "afile", "not writable")
 
 
 # ---- damaged run files ----------------------------------------------------------------------
@@ -178,7 +159,7 @@ def test_inspect_damaged_summary(cli, world, case, summary):
     (run / "summary.json").write_text(summary)
     freeze(case, world)
     result = cli("inspect", str(run))
-    assert_one_error(result, "summary.json", "not a valid summary")
+    one_line_error(result, "summary.json", "not a valid summary")
 
 
 @pytest.mark.parametrize("metrics", ["[]", '{"scores": "x"}'])
@@ -188,7 +169,7 @@ def test_inspect_damaged_metrics(cli, world, case, metrics):
     (run / "evals" / "test-2-greedy" / "metrics.json").write_text(metrics)
     freeze(case, world)
     result = cli("inspect", str(run))
-    assert_one_error(result, "metrics.json")
+    one_line_error(result, "metrics.json")
 
 
 @pytest.mark.parametrize("results", ["[]", "{", '{"rows": [1]}'])
@@ -199,7 +180,7 @@ def test_generate_best_damaged_results(cli, world, case, results):
     (case["tmp"] / "change.diff").write_text("diff --git a/x.rb b/x.rb\n+puts 1\n")
     freeze(case, world)
     result = cli("generate", "--run", "best", "--workdir", str(case["work"]), "change.diff")
-    assert_one_error(result, "results.json")
+    one_line_error(result, "results.json")
 
 
 @pytest.mark.parametrize(("name", "text"), [("status.json", "{"), ("job.yaml", "a: [")])
@@ -208,7 +189,7 @@ def test_method_target_names_the_damaged_run_file(cli, world, case, name, text):
     (run / name).write_text(text)
     freeze(case, world)
     result = cli(*EVAL, "--workdir", str(case["work"]))
-    assert_one_error(result, str(run / name))
+    one_line_error(result, str(run / name))
 
 
 # ---- bench ----------------------------------------------------------------------------------
@@ -250,7 +231,7 @@ TINY_BENCH = (
 def test_bench_json_folder_refused_before_the_benchmark(cli, world, case):
     freeze(case, world)
     result = cli(*TINY_BENCH, "--json", "adir")
-    assert_one_error(result, "--json", "adir")
+    one_line_error(result, "--json", "adir")
 
 
 def test_bench_out_of_memory_is_one_error_line(cli, world, case):

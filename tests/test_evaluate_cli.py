@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+from conftest import one_line_error
 from test_evaluate_support import (
     make_model,
     training_args,
@@ -17,13 +18,6 @@ from test_evaluate_support import (
 )
 
 from advfusion_cli.evaluation.sandbox import executable_languages
-
-
-def one_line_error(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import string
 
 import pytest
 import torch
+from conftest import one_line_error
 from safetensors.torch import load_file
 
 from advfusion_cli.spec.loading import parse_spec
@@ -102,13 +103,6 @@ def common(world, workdir, steps: int = 4, *more: str) -> list[str]:
 def run_dirs(workdir) -> dict[str, object]:
     """run id prefix (method-label) -> run folder."""
     return {"-".join(p.name.split("-")[:-1]): p for p in (workdir / "runs").iterdir()}
-
-
-def one_line_error(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 # ---- train-adapters --------------------------------------------------------------------------
