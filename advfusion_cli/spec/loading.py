@@ -49,11 +49,14 @@ def resolve_spec(
     preset: str | None = None,
     sets: Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
+    check_fusion_inputs: bool = True,
 ) -> JobSpec:
     """The validated job spec from all layers; UserError (one line) on any problem.
 
     `flags` maps dotted keys to the values of a command's explicit options; None means the
-    option was not given (so it does not override anything)."""
+    option was not given (so it does not override anything). `check_fusion_inputs=False`
+    skips the check that a fusion has a language besides its target: for train-adapters,
+    which reads a fusion spec only for its adapters' settings."""
     file_values: dict[str, Any] = {}
     lines: dict = {}
     file_source = Source("default")
@@ -62,7 +65,7 @@ def resolve_spec(
         file_values, lines = read_yaml_file(spec_path)
         file_source = Source(str(spec_path), file=spec_path)
         _normalize_method(file_values, str(spec_path), spec_path, lines)
-    return _resolve(file_values, lines, file_source, preset, sets, flags or {})
+    return _resolve(file_values, lines, file_source, preset, sets, flags or {}, check_fusion_inputs)
 
 
 def parse_spec(text: str, name: str = "<spec>") -> JobSpec:
@@ -121,11 +124,6 @@ def _resolve(
     merged, sources = merge_layers(layers)
     _add_preset_method_values(merged, sources, chosen_preset)
     merged["preset"] = chosen_preset.name
-    # train-adapters reads a fusion spec only for its adapters' settings, with its --langs
-    # as flags and no method flag: one language is fine there.
-    given = {key for key, value in flags.items() if value is not None}
-    if "data.languages" in given and "method.name" not in given:
-        check_inputs = False
     try:
         return JobSpec.model_validate(merged, context={CHECK_FUSION_INPUTS: check_inputs})
     except ValidationError as err:

@@ -112,7 +112,11 @@ def common_flags(
 
 
 def resolve(
-    spec_path: Path | None, preset: str | None, sets: list[str] | None, flags: dict
+    spec_path: Path | None,
+    preset: str | None,
+    sets: list[str] | None,
+    flags: dict,
+    check_fusion_inputs: bool = True,
 ) -> JobSpec:
     """The job spec from all layers; the flags' None values leave lower layers alone."""
     from advfusion_cli.spec.loading import resolve_spec
@@ -121,7 +125,7 @@ def resolve(
         from advfusion_cli.spec.yaml_io import check_spec_file
 
         check_spec_file(spec_path)  # missing, or a directory: named either way
-    return resolve_spec(spec_path, preset, sets or [], flags)
+    return resolve_spec(spec_path, preset, sets or [], flags, check_fusion_inputs)
 
 
 def method_named(spec_path: Path | None, sets: list[str] | None) -> bool:
@@ -156,7 +160,8 @@ def resolve_adapter_spec(
         return resolve(spec_path, preset, sets, {**flags, "method.name": kind or "task-adapter"})
     if langs:  # the fusion's target is irrelevant to its adapters; keep the spec valid
         flags["data.target"] = langs.split(",")[0].strip()
-    resolved = resolve(spec_path, preset, sets, flags)
+    # Only the fusion's adapter settings matter here: one language is fine.
+    resolved = resolve(spec_path, preset, sets, flags, check_fusion_inputs=False)
     return resolved.model_copy(update={"method": adapter_method_of(resolved)})
 
 
