@@ -8,7 +8,7 @@ import typer
 
 from advfusion_cli.cli.app import app
 from advfusion_cli.compare.options import DEFAULT_METHODS
-from advfusion_cli.evaluate.paths import check_output_folder
+from advfusion_cli.evaluate.paths import folder_option
 from advfusion_cli.workflows import cli_common as c
 
 
@@ -128,7 +128,7 @@ def compare_command(
         workers=workers,
         metrics=metrics,
         resamples=resamples,
-        out=None if out is None else check_output_folder(out, "--out"),
+        out=None if out is None else folder_option(out, "--out"),
         force=force,
         dry_run=dry_run,
         flags=c.common_flags(model, data, task, quantization, workdir, None)

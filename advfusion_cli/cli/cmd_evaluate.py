@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from advfusion_cli.cli.app import app
-from advfusion_cli.evaluate.paths import check_output_folder
+from advfusion_cli.evaluate.paths import folder_option
 from advfusion_cli.workflows import cli_common as c
 
 
@@ -90,7 +90,7 @@ def evaluate_command(
         ),
         execute=execute,
         workers=workers,
-        out=None if out is None else check_output_folder(out, "--out"),
+        out=None if out is None else folder_option(out, "--out"),
         force=force,
         base_flags=c.common_flags(model, data, task, quantization, workdir, None)
         | {"data.target": target},

@@ -39,7 +39,6 @@ def run_evaluate(
     sets: list[str] | None,
     preset: str | None,
 ) -> None:
-    from advfusion_cli.evaluate.paths import check_output_folder
     from advfusion_cli.evaluate.progress import RichEvalProgress
     from advfusion_cli.evaluate.report import evaluation_table
     from advfusion_cli.evaluate.workflow import EvalRequest, evaluate
@@ -58,8 +57,6 @@ def run_evaluate(
         force=force,
     )
     workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
-    if out is not None:
-        check_output_folder(out, "--out")  # before any spec, model or data is loaded
     ref = resolve_run(run, workdir, task=base_flags.get("data.task"))
     spec = None
     if ref.is_base:

@@ -38,13 +38,19 @@ def _writable_reason(path: Path) -> str | None:
     return _probe(existing)
 
 
+def folder_option(text: Path | str, option: str) -> Path:
+    """An output folder option as typed, refused when empty (Path('') would silently mean
+    '.'); no file system access, so commands can convert it as they parse their options."""
+    if not str(text).strip():
+        raise UserError(f"{option} needs a folder name (got ''); use '.' for this folder.")
+    return Path(text).expanduser()
+
+
 def check_output_folder(path: Path | str, option: str) -> Path:
     """A folder the command will write into (created if missing): refuse '' (an empty
     argument, not '.'), files, paths under files and folders that cannot be created or
     written."""
-    if not str(path).strip():
-        raise UserError(f"{option} needs a folder name (got ''); use '.' for this folder.")
-    folder = Path(path).expanduser()
+    folder = folder_option(path, option)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option} '{folder}' is an existing file; give a folder.")
     reason = _writable_reason(folder)
