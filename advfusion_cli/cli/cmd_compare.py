@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from advfusion_cli.cli import eval_options as e
 from advfusion_cli.cli.app import app
 from advfusion_cli.compare.options import DEFAULT_METHODS
 from advfusion_cli.evaluate.paths import folder_option
@@ -46,25 +47,14 @@ def compare_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate on this many items (seeded).")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Candidates per item (pass@k needs n >= k).")] = 1,
-    temperature: Annotated[
-        float | None, typer.Option("--temperature", help="Sample (default: greedy).")
-    ] = None,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Top-k filter; 0 = none.")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch.")] = 8,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="New tokens per candidate (authors: 512).")
-    ] = 512,
-    execute: Annotated[
-        bool,
-        typer.Option(
-            "--execute/--no-execute", help="Run code-generation candidates in the sandbox."
-        ),
-    ] = True,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Sandbox processes (default up to 4).")
-    ] = None,
+    n: e.NOpt = 1,
+    temperature: e.TemperatureOpt = None,
+    top_p: e.TopPOpt = 1.0,
+    top_k: e.TopKOpt = 0,
+    batch_size: e.BatchSizeOpt = 8,
+    max_new_tokens: e.MaxNewTokensOpt = 512,
+    execute: e.ExecuteOpt = True,
+    workers: e.WorkersOpt = None,
     metrics: Annotated[
         str | None,
         typer.Option("--metrics", help="Metrics shown in the table (all are in results.*)."),
@@ -102,11 +92,8 @@ def compare_command(
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
-    from advfusion_cli.errors import UserError
     from advfusion_cli.spec.yaml_io import check_spec_file
 
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}.")
     if spec is not None:
         check_spec_file(spec)
     run_compare(

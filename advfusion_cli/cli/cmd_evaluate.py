@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from advfusion_cli.cli import eval_options as e
 from advfusion_cli.cli.app import app
 from advfusion_cli.evaluate.paths import folder_option
 from advfusion_cli.workflows import cli_common as c
@@ -28,27 +29,15 @@ def evaluate_command(
     sample_seed: Annotated[
         int, typer.Option("--sample-seed", help="Seed of the item selection.")
     ] = 0,
-    n: Annotated[int, typer.Option("--n", help="Candidates per item (pass@k needs n >= k).")] = 1,
-    temperature: Annotated[
-        float | None,
-        typer.Option("--temperature", help="Sample at this temperature (default: greedy)."),
-    ] = None,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Top-k filter; 0 = none.")] = 0,
+    n: e.NOpt = 1,
+    temperature: e.TemperatureOpt = None,
+    top_p: e.TopPOpt = 1.0,
+    top_k: e.TopKOpt = 0,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per batch.")] = 8,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="New tokens per candidate (authors: 512).")
-    ] = 512,
-    execute: Annotated[
-        bool,
-        typer.Option(
-            "--execute/--no-execute", help="Run code-generation candidates in the sandbox."
-        ),
-    ] = True,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Sandbox processes (default up to 4).")
-    ] = None,
+    batch_size: e.BatchSizeOpt = 8,
+    max_new_tokens: e.MaxNewTokensOpt = 512,
+    execute: e.ExecuteOpt = True,
+    workers: e.WorkersOpt = None,
     # str, not Path: Path('') would silently become '.', the current folder.
     out: Annotated[
         str | None, typer.Option("--out", help="Write here instead of <run>/evals/...")
@@ -69,11 +58,8 @@ def evaluate_command(
     workdir: c.WorkdirOpt = None,
 ) -> None:
     """Generate on a split (greedy, 512 new tokens by default), score with the paper's metrics (and pass@k for code generation), write predictions.jsonl and metrics.json."""
-    from advfusion_cli.errors import UserError
     from advfusion_cli.evaluate.cli import run_evaluate
 
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}.")
     run_evaluate(
         run=run,
         split=split,

@@ -52,6 +52,8 @@ class EvalRequest:
 
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}.")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}.")
         canonical_split(self.split)  # an unknown --split fails here, before any work
 
     def leaf(self) -> str:
