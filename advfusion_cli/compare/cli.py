@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -131,23 +130,8 @@ def run_compare(*, dry_run: bool, **options) -> None:
     print_result(result, console)
 
 
-@contextmanager
 def interrupts_explained():
-    """Ctrl-C: say where the interrupted run's checkpoint is and exit 130 (rerun resumes)."""
-    import typer
+    """Ctrl-C during compare/demo: the training commands' message, plus what a rerun reuses."""
+    from advfusion_cli.workflows.cli_common import interrupts_explained as explained
 
-    from advfusion_cli.workflows.progress import stderr_console
-    from advfusion_cli.workflows.trainer import TrainingInterrupted
-
-    try:
-        yield
-    except TrainingInterrupted as stop:
-        stderr_console().print(
-            f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
-            f"'{stop.phase}'; its checkpoint is in {stop.run.checkpoints}. Run the same "
-            "command again to resume; finished runs and evaluations are reused."
-        )
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        stderr_console().print("Interrupted. Run the same command again to resume.")
-        raise typer.Exit(130) from None
+    return explained("; finished runs and evaluations are reused")

@@ -8,6 +8,7 @@ the plan (`--dry-run`) and the final summary table to stdout.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -226,29 +227,38 @@ def summary_table(result) -> Table:
     return table
 
 
+@contextmanager
+def interrupts_explained(also: str = ""):
+    """Ctrl-C: say where the interrupted run's checkpoint is and exit 130 (a rerun resumes).
+    `also` adds what else a rerun does, e.g. "; finished runs and evaluations are reused"."""
+    from advfusion_cli.workflows.progress import stderr_console
+    from advfusion_cli.workflows.trainer import TrainingInterrupted
+
+    try:
+        yield
+    except TrainingInterrupted as stop:
+        stderr_console().print(
+            f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
+            f"'{stop.phase}'; a checkpoint is saved in {stop.run.checkpoints}. "
+            f"Run the same command again to resume{also}."
+        )
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        stderr_console().print("Interrupted. Run the same command again to resume.")
+        raise typer.Exit(130) from None
+
+
 def run_and_report(workflow, spec, dry_run: bool, **options) -> None:
     """Run a workflow function; print its plan (dry run) or its summary; Ctrl-C -> exit 130."""
     from advfusion_cli.workflows.plan import render
-    from advfusion_cli.workflows.progress import stderr_console
-    from advfusion_cli.workflows.trainer import TrainingInterrupted
 
     out = Console(highlight=False)
     if not out.is_terminal:  # logs and pipes: wide enough that paths stay on one line
         out = Console(highlight=False, width=160)
     if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch: only the main process prints
         out = Console(quiet=True)
-    try:
+    with interrupts_explained():
         result = workflow(spec, dry_run=dry_run, **options)
-    except TrainingInterrupted as stop:
-        stderr_console().print(
-            f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
-            f"'{stop.phase}'; a checkpoint is saved in {stop.run.checkpoints}. "
-            "Run the same command again to resume."
-        )
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        stderr_console().print("Interrupted. Run the same command again to resume.")
-        raise typer.Exit(130) from None
     if dry_run:
         render(result.plan, out)
         return
