@@ -78,10 +78,7 @@ def parse_spec(text: str, name: str = "<spec>") -> JobSpec:
 def load_spec(path: Path | str) -> JobSpec:
     """A spec file as written (e.g. a run's job.yaml); a record of a run already made is
     read even if today's checks on a fusion's inputs would refuse it."""
-    path = Path(path)
-    values, lines = read_yaml_file(path)
-    _normalize_method(values, str(path), path, lines)
-    return _resolve(values, lines, Source(str(path), file=path), None, (), {}, check_inputs=False)
+    return resolve_spec(path, check_fusion_inputs=False)
 
 
 def dump_spec(spec: JobSpec) -> str:
@@ -96,7 +93,7 @@ def _resolve(
     preset: str | None,
     sets: Sequence[str],
     flags: Mapping[str, Any],
-    check_inputs: bool = True,
+    check_fusion_inputs: bool = True,
 ) -> JobSpec:
     parsed_sets = [parse_set(item) for item in sets]
     flag_items = [(tuple(key.split(".")), value) for key, value in flags.items()]
@@ -125,7 +122,7 @@ def _resolve(
     _add_preset_method_values(merged, sources, chosen_preset)
     merged["preset"] = chosen_preset.name
     try:
-        return JobSpec.model_validate(merged, context={CHECK_FUSION_INPUTS: check_inputs})
+        return JobSpec.model_validate(merged, context={CHECK_FUSION_INPUTS: check_fusion_inputs})
     except ValidationError as err:
         raise spec_error(err, sources, method_name_of(merged) or DEFAULT_METHOD) from None
 
