@@ -182,11 +182,9 @@ def _config_reason(exc: BaseException) -> str:
 
 
 def _weights_reason(exc: BaseException) -> str:
-    try:
-        from safetensors import SafetensorError
-    except ImportError:  # pragma: no cover
-        SafetensorError = ()  # noqa: N806
-    if SafetensorError and isinstance(exc, SafetensorError):
+    from safetensors import SafetensorError
+
+    if isinstance(exc, SafetensorError):
         return f"model.safetensors is not a readable safetensors file ({_first_line(exc)})"
     return _config_reason(exc)
 
@@ -210,14 +208,9 @@ def _config_errors() -> tuple[type[BaseException], ...]:
 
 def _weight_errors() -> tuple[type[BaseException], ...]:
     """What loading unreadable weights raises: a junk/truncated safetensors file."""
-    found: list[type[BaseException]] = [OSError, ValueError]
-    try:
-        from safetensors import SafetensorError
+    from safetensors import SafetensorError  # a dependency of transformers
 
-        found.append(SafetensorError)
-    except ImportError:  # pragma: no cover - safetensors always comes with transformers
-        pass
-    return tuple(found)
+    return (OSError, ValueError, SafetensorError)
 
 
 def _weights_mismatch(exc: BaseException) -> bool:
