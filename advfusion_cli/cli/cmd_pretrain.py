@@ -2,36 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from advfusion_cli.cli.app import app
-
-
-def _check_out(raw: str) -> Path:
-    """The --out folder, refused before any training if it cannot be written.
-
-    An empty value would write into the current folder; a path below a regular file, or
-    under a folder that cannot be written, would fail only after training.
-    """
-    import os
-
-    from advfusion_cli.errors import UserError
-
-    if not raw.strip():
-        raise UserError("--out must name a folder (got an empty value).")
-    out = Path(raw).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {raw} exists and is not a folder.")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise UserError(f"--out {raw}: '{existing}' is a file, not a folder.")
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {raw}: folder '{existing}' is not writable.")
-    return out
 
 
 @app.command("pretrain-base")
@@ -76,6 +49,7 @@ def pretrain_base_command(
     from rich.console import Console
 
     from advfusion_cli.errors import UserError
+    from advfusion_cli.evaluate.paths import check_output_folder
     from advfusion_cli.pretrain.recipe import CLI_FIELDS, build_base_model, config_from_overrides
 
     given = locals()
@@ -90,7 +64,7 @@ def pretrain_base_command(
         message = first["msg"].removeprefix("Value error, ")
         prefix = f"bad value for '{where}': " if where else ""
         raise UserError(f"pretrain-base: {prefix}{message}") from err
-    out = _check_out(out)
+    out = check_output_folder(out, "--out")  # before any training, not after it
     if (out / "model.safetensors").exists() and not overwrite:
         raise UserError(f"--out {out} already holds a model; pass --overwrite to replace it.")
 
