@@ -73,6 +73,14 @@ def _usage_line(err) -> str:
     return f"{command}: {message} (see '{command} --help')"
 
 
+def _fail(message: str, code: int, debug: bool) -> None:
+    """One red `error:` line and exit `code`; with --debug, re-raise for the traceback."""
+    if debug:
+        raise
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors, usage errors included, become one line on
     stderr and exit code 2; `--debug` shows the traceback instead."""
@@ -82,24 +90,15 @@ def main(argv: list[str] | None = None) -> None:
         # standalone_mode=False: click raises its errors here instead of drawing a panel.
         code = app(args=args, prog_name="advfusion", standalone_mode=False)
     except UserError as err:
-        if debug:
-            raise
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        sys.exit(err.exit_code)
+        _fail(str(err), err.exit_code, debug)
     except _UsageError as err:
         if type(err).__name__ == "NoArgsIsHelpError":
             # `advfusion` or `advfusion data` alone: the help is the useful answer.
             typer.echo(err.ctx.get_help())
             sys.exit(0)
-        if debug:
-            raise
-        typer.secho(f"error: {_usage_line(err)}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(_usage_line(err), 2, debug)
     except _ClickException as err:  # e.g. a file option click could not open
-        if debug:
-            raise
-        typer.secho(f"error: {' '.join(err.format_message().split())}", err=True, fg="red")
-        sys.exit(err.exit_code or 2)
+        _fail(" ".join(err.format_message().split()), err.exit_code or 2, debug)
     except typer.Abort:  # Ctrl-C outside a training loop
         typer.echo("Aborted.", err=True)
         sys.exit(130)
