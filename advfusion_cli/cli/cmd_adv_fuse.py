@@ -49,6 +49,7 @@ def adv_fuse_command(
     seed: c.SeedOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
+    no_cache: c.NoCacheOpt = False,
 ) -> None:
     """Train AdvFusion for the target language: phase 1 with its adapter masked, phase 2 restored (missing adapters are trained first unless --no-train-missing)."""
     from advfusion_cli.workflows.adv_fuse import adv_fuse
@@ -62,5 +63,5 @@ def adv_fuse_command(
         "data.target": target,
         "data.languages": langs,
     }
-    resolved = c.resolve(spec, preset, set_, flags)
+    resolved = c.resolve(spec, preset, set_, flags | c.cache_flags(no_cache))
     c.run_and_report(adv_fuse, resolved, dry_run, force=force, train_missing=train_missing)

@@ -89,6 +89,7 @@ def compare_command(
     ] = None,
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
+    no_cache: c.NoCacheOpt = False,
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
@@ -119,7 +120,8 @@ def compare_command(
         force=force,
         dry_run=dry_run,
         flags=c.common_flags(model, data, task, quantization, workdir, None)
-        | {"data.target": target},
+        | {"data.target": target}
+        | c.cache_flags(no_cache),
         spec_path=spec,
         sets=set_,
         preset=preset,

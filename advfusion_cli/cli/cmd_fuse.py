@@ -23,6 +23,7 @@ def fuse_command(
     seed: c.SeedOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
+    no_cache: c.NoCacheOpt = False,
 ) -> None:
     """Train AdapterFusion for the target language over frozen language adapters (missing adapters are trained first unless --no-train-missing)."""
     from advfusion_cli.workflows.fuse import fuse
@@ -33,5 +34,5 @@ def fuse_command(
         "data.target": target,
         "data.languages": langs,
     }
-    resolved = c.resolve(spec, preset, set_, flags)
+    resolved = c.resolve(spec, preset, set_, flags | c.cache_flags(no_cache))
     c.run_and_report(fuse, resolved, dry_run, force=force, train_missing=train_missing)

@@ -33,6 +33,7 @@ def train_adapters_command(
     seed: c.SeedOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
+    no_cache: c.NoCacheOpt = False,
 ) -> None:
     """Train one adapter per language on the frozen base; with one language and --kind this is the single-language baseline (e.g. --langs ruby --kind lora)."""
     from advfusion_cli.workflows.train_adapters import train_adapters
@@ -41,7 +42,7 @@ def train_adapters_command(
         spec,
         preset,
         set_,
-        c.common_flags(model, data, task, quantization, workdir, seed),
+        c.common_flags(model, data, task, quantization, workdir, seed) | c.cache_flags(no_cache),
         kind=c.check_kind(kind, ADAPTER_KINDS),
         langs=langs,
     )

@@ -33,7 +33,8 @@ class DroppedExample(ValueError):
 
 
 def _ids(tokenizer, text: str, *, special: bool) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+    # verbose=False: no "sequence length is longer than the maximum" warning; fit_prompt cuts.
+    return list(tokenizer(text, add_special_tokens=special, verbose=False)["input_ids"])
 
 
 def target_ids(tokenizer, target: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from advfusion_cli.data.languages import canonical_language
@@ -67,6 +68,36 @@ def _testbed_defaults(task: str) -> dict[str, Any]:
     }
 
 
+def _resolve(task, source, languages, split, strict, options):
+    """(task spec, request, task options, resolved source): what a load starts from."""
+    spec = get_task(task)
+    if isinstance(languages, str):
+        languages = [languages]
+    wanted = frozenset(canonical_language(n) for n in languages) if languages else None
+    request = LoadRequest(languages=wanted, splits=_splits(split), strict=strict)
+    if source == TESTBED:
+        options = {**_testbed_defaults(spec.name), **options}
+    opts = _options(spec.name, spec.options, options)
+    resolved = resolve_source(
+        source,
+        task=spec.name,
+        default_hub_id=spec.hub_id,
+        hub_patterns=spec.hub_patterns(request, opts),
+    )
+    return spec, request, opts, resolved
+
+
+def source_root(
+    task: str,
+    source: str = TESTBED,
+    languages: Sequence[str] | str | None = None,
+    split: str | Sequence[str] = "train",
+    **options: Any,
+) -> Path:
+    """The local file or folder `load_task` would read (testbed made, hub files fetched)."""
+    return _resolve(task, source, languages, split, False, options)[3].root
+
+
 def load_task(
     task: str,
     source: str = TESTBED,
@@ -83,20 +114,7 @@ def load_task(
     counted; `options`: the task's options (see `describe_options`). Raises UserError when
     nothing is left for the requested split(s) and language(s).
     """
-    spec = get_task(task)
-    if isinstance(languages, str):
-        languages = [languages]
-    wanted = frozenset(canonical_language(n) for n in languages) if languages else None
-    request = LoadRequest(languages=wanted, splits=_splits(split), strict=strict)
-    if source == TESTBED:
-        options = {**_testbed_defaults(spec.name), **options}
-    opts = _options(spec.name, spec.options, options)
-    resolved = resolve_source(
-        source,
-        task=spec.name,
-        default_hub_id=spec.hub_id,
-        hub_patterns=spec.hub_patterns(request, opts),
-    )
+    spec, request, opts, resolved = _resolve(task, source, languages, split, strict, options)
     diagnostics = Diagnostics(strict=strict)
     stats = DataStats(task=spec.name, source=resolved.label)
     examples = spec.read(resolved.root, request, opts, diagnostics, stats)

@@ -263,6 +263,12 @@ class OutputSpec(StrictModel):
     run_name: str | None = Field(
         None, description="Name of the run folder; null = derived from task, method and target."
     )
+    data_cache: Path | None = Field(
+        None, description="Folder of prepared (tokenized) data; null = <workdir>/data-cache."
+    )
+    use_data_cache: bool = Field(
+        True, description="Read and write the prepared-data cache (false = --no-cache)."
+    )
 
     @field_validator("run_name")
     @classmethod

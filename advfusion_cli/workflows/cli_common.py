@@ -62,6 +62,14 @@ DryRunOpt = Annotated[
     bool,
     typer.Option("--dry-run", help="Print the resolved spec and the plan, load nothing, exit."),
 ]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Tokenize the data again and keep nothing: skip the prepared-data cache "
+        "(output.use_data_cache=false).",
+    ),
+]
 TrainMissingOpt = Annotated[
     bool,
     typer.Option(
@@ -110,6 +118,11 @@ def common_flags(
         "output.workdir": workdir,
         "training.seed": seed,
     }
+
+
+def cache_flags(no_cache: bool) -> dict[str, object]:
+    """--no-cache as a flag layer; without it the spec's output.use_data_cache stands."""
+    return {"output.use_data_cache": False if no_cache else None}
 
 
 def resolve(

@@ -36,7 +36,7 @@ from advfusion_cli.workflows.runs import (
     environment_info,
     now_iso,
 )
-from advfusion_cli.workflows.task_data import StageData, StageEncoder
+from advfusion_cli.workflows.task_data import StageData, StageEncoder, data_cache
 from advfusion_cli.workflows.trainer import (
     LoopSettings,
     Phase,
@@ -299,7 +299,7 @@ def _prepare(run_plan: RunPlan, session: Session, setup: Setup) -> _Prepared:
         hook(run_plan, trainable)
 
     with accelerator.main_process_first():  # the main process generates/downloads data first
-        encoder = StageEncoder(spec.data, tokenizer)
+        encoder = StageEncoder(spec.data, tokenizer, data_cache(spec))
         phase_data = [encoder.stage(p.train_languages, p.eval_languages) for p in run_plan.phases]
     timings["load_data_s"] = time.perf_counter() - started - timings["load_model_s"]
     return _Prepared(

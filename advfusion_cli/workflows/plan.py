@@ -25,7 +25,7 @@ from advfusion_cli.workflows import checkpoint as ckpt
 from advfusion_cli.workflows import stages
 from advfusion_cli.workflows.batching import micro_batches_per_epoch, steps_for_epochs
 from advfusion_cli.workflows.runs import RunDir, Workdir
-from advfusion_cli.workflows.task_data import count_examples
+from advfusion_cli.workflows.task_data import count_examples, data_cache
 
 NEW, RESUME, REUSE, RETRAIN = "new", "resume", "reuse", "retrain"
 
@@ -170,7 +170,7 @@ def plan_adapters(command: str, spec: JobSpec, force: bool) -> Plan:
     """One adapter run per language of `spec.data.languages` (train-adapters)."""
     workdir = Workdir(spec.output.workdir)
     languages = list(spec.data.languages)
-    counts = count_examples(spec.data, languages)
+    counts = count_examples(spec.data, languages, data_cache(spec))
     runs = []
     for language in languages:
         name = spec.output.run_name
@@ -230,7 +230,7 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
             reused.append(stored)
             adapters[language], sources[language] = stored.folder, stored.source
         elif train_missing:
-            counts = counts or count_examples(spec.data, languages)
+            counts = counts or count_examples(spec.data, languages, data_cache(spec))
             adapter_run = _adapter_run(spec, language, workdir, False, counts, None)
             runs.append(adapter_run)
             adapters[language], sources[language] = adapter_run.store, adapter_run.run.id
@@ -239,7 +239,7 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
     if missing:
         raise missing_adapters_error(spec, kind, missing, workdir)
 
-    counts = counts or count_examples(spec.data, languages)
+    counts = counts or count_examples(spec.data, languages, data_cache(spec))
     run_id = spec.output.run_name or stages.run_id_for(spec, target, {"adapters": sources})
     run = workdir.run(run_id)
     phases = fusion_phases(spec, counts)

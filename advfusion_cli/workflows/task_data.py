@@ -3,7 +3,9 @@
 Training uses the `train` split, evaluation the `validation` split (eval loss on the
 completion only). `data.max_train_records` / `max_eval_records` cap each language with a
 seeded sample, so a small run still sees every language it asks for. Loads are cached per
-process: a plan, AdvFusion's two phases and several adapters read each file once.
+process: a plan, AdvFusion's two phases and several adapters read each file once. Tokenized
+features (and the plan's counts) are kept on disk in the prepared-data cache
+(advfusion_cli.data.cache) so later runs, stages and processes read them instead.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.spec.schema import DataSpec
+from advfusion_cli.spec.schema import DataSpec, JobSpec
+
+if TYPE_CHECKING:
+    from advfusion_cli.data.cache import PreparedCache
 
 SPLITS = ("train", "validation")
+DATA_CACHE_NAME = "data-cache"  # the cache's folder under the workdir unless output.data_cache
 
 
 def task_options(data: DataSpec) -> dict[str, Any]:
@@ -58,10 +65,56 @@ def load_examples(data: DataSpec, language: str, split: str) -> list:
     return list(_load(data.model_dump_json(exclude={"languages", "target"}), language)[split])
 
 
-def count_examples(data: DataSpec, languages: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Examples per language and split (train, validation): what a plan needs, no tokenizer."""
+def _examples_key(data: DataSpec, language: str) -> dict[str, Any]:
+    """Everything that decides one language's capped train/validation examples."""
+    from advfusion_cli.data.loader import source_root
+    from advfusion_cli.data.prepared import source_fingerprint
+
+    options = task_options(data)
+    root = source_root(data.task, data.source, [language], SPLITS, **options)
     return {
-        language: {split: len(load_examples(data, language, split)) for split in SPLITS}
+        "task": data.task,
+        "task_options": options,
+        "language": language,
+        "splits": SPLITS,
+        "source_files": source_fingerprint(root),
+        # split_seed, caps, subset, filters; the token budgets belong to the features key
+        "data": data.model_dump(
+            mode="json", exclude={"languages", "target", "loss_on", *_BUDGET_KEYS}
+        ),
+    }
+
+
+_BUDGET_KEYS = ("max_prompt_tokens", "max_target_tokens", "max_total_tokens")
+
+
+def data_cache(spec: JobSpec) -> PreparedCache | None:
+    """The prepared-data cache a spec asks for: output.data_cache or <workdir>/data-cache."""
+    from advfusion_cli.data.cache import PreparedCache
+
+    if not spec.output.use_data_cache:
+        return None
+    return PreparedCache(spec.output.data_cache or Path(spec.output.workdir) / DATA_CACHE_NAME)
+
+
+def count_examples(
+    data: DataSpec, languages: Sequence[str], cache: PreparedCache | None = None
+) -> dict[str, dict[str, int]]:
+    """Examples per language and split (train, validation): what a plan needs, no tokenizer.
+    With a cache, counts of unchanged data are read back instead of loading the records."""
+
+    def count(language: str) -> dict[str, int]:
+        return {split: len(load_examples(data, language, split)) for split in SPLITS}
+
+    if cache is None:
+        return {language: count(language) for language in languages}
+    return {
+        language: cache.load_or_build(
+            "examples",
+            _examples_key(data, language),
+            build=lambda folder, language=language: count(language),
+            load=lambda entry, info: {split: int(info[split]) for split in SPLITS},
+        )
         for language in languages
     }
 
@@ -70,40 +123,75 @@ def count_examples(data: DataSpec, languages: Sequence[str]) -> dict[str, dict[s
 class StageData:
     """Encoded features for one phase, and what was kept, dropped and cut."""
 
-    train: list[dict] = field(default_factory=list)
-    eval: list[dict] = field(default_factory=list)
+    train: Sequence[dict] = field(default_factory=list)
+    eval: Sequence[dict] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # language -> split -> n
     dropped: dict[str, int] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
 
 
 class StageEncoder:
-    """Tokenizes each (language, split) once for all phases of a run."""
+    """Tokenizes each (language, split) once for all phases of a run; with a cache, once for
+    every run, stage and process that asks for the same data, tokenizer and budgets."""
 
-    def __init__(self, data: DataSpec, tokenizer):
+    def __init__(self, data: DataSpec, tokenizer, cache: PreparedCache | None = None):
         from advfusion_cli.data import DataStats
 
         self.data = data
         self.tokenizer = tokenizer
+        self.cache = cache
         self.stats = DataStats(task=data.task, source=data.source)
-        self._features: dict[tuple[str, str], list[dict]] = {}
+        self._features: dict[tuple[str, str], Sequence[dict]] = {}
+        self._tokenizer_fingerprint: str | None = None
 
-    def features(self, language: str, split: str) -> list[dict]:
-        from advfusion_cli.data import encode_examples
+    def _budgets(self) -> dict[str, int]:
+        return {key: getattr(self.data, key) for key in _BUDGET_KEYS}
 
+    def _encode_in_memory(self, language: str, split: str) -> Sequence[dict]:
+        from advfusion_cli.data.batch_encoding import encode_examples_batched
+
+        features, reasons = encode_examples_batched(
+            self.tokenizer,
+            load_examples(self.data, language, split),
+            loss_on=self.data.loss_on,
+            **self._budgets(),
+        )
+        self.stats.dropped.update(r for r in reasons if r)
+        self.stats.truncated[language] += sum(f["truncated"] for f in features)
+        return features
+
+    def _read_or_build(self, language: str, split: str) -> Sequence[dict]:
+        from advfusion_cli.data.prepared import build_features, load_features
+        from advfusion_cli.data.prepared import tokenizer_fingerprint as fingerprint
+
+        if self._tokenizer_fingerprint is None:
+            self._tokenizer_fingerprint = fingerprint(self.tokenizer)
+        key = {
+            **_examples_key(self.data, language),
+            "split": split,
+            "tokenizer": self._tokenizer_fingerprint,
+            "budgets": self._budgets(),
+        }
+        rows, info = self.cache.load_or_build(
+            "features",
+            key,
+            build=lambda folder: build_features(
+                folder, load_examples(self.data, language, split), self.tokenizer, self._budgets()
+            ),
+            load=lambda entry, info: (load_features(entry, info, self.data.loss_on), info),
+        )
+        self.stats.dropped.update(info["dropped"])
+        self.stats.truncated[language] += info["truncated"]
+        return rows
+
+    def features(self, language: str, split: str) -> Sequence[dict]:
         key = (language, split)
         if key not in self._features:
-            data = self.data
-            encoded = encode_examples(
-                self.tokenizer,
-                load_examples(data, language, split),
-                stats=self.stats,
-                max_prompt_tokens=data.max_prompt_tokens,
-                max_target_tokens=data.max_target_tokens,
-                max_total_tokens=data.max_total_tokens,
-                loss_on=data.loss_on,
-            )
-            if split == "train" and not encoded:
+            if self.cache is None:
+                encoded = self._encode_in_memory(language, split)
+            else:
+                encoded = self._read_or_build(language, split)
+            if split == "train" and not len(encoded):
                 raise UserError(
                     f"Every {language} training example was dropped while encoding "
                     f"({dict(self.stats.dropped)}); raise data.max_total_tokens or "
@@ -113,15 +201,16 @@ class StageEncoder:
         return self._features[key]
 
     def stage(self, train_languages: Sequence[str], eval_languages: Sequence[str]) -> StageData:
+        from advfusion_cli.data.prepared import ConcatRows
+
         stage = StageData()
-        for split, languages, out in (
-            ("train", train_languages, stage.train),
-            ("validation", eval_languages, stage.eval),
-        ):
+        for split, languages in (("train", train_languages), ("validation", eval_languages)):
+            parts = []
             for language in languages:
                 features = self.features(language, split)
                 stage.counts.setdefault(language, {})[split] = len(features)
-                out.extend(features)
+                parts.append(features)
+            setattr(stage, "train" if split == "train" else "eval", ConcatRows(parts))
         stage.dropped = dict(self.stats.dropped)
         stage.truncated = dict(self.stats.truncated)
         return stage
