@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error
 from test_workflow_cli import write_commits
 
 import advfusion_cli
@@ -405,3 +406,14 @@ def test_no_sequence_length_warning_when_the_encoder_cuts(tmp_path, capfd):
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == []
     assert capfd.readouterr().err == ""
+
+
+def test_an_unwritable_cache_folder_is_a_one_line_error(cli, tmp_path, commits):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli(
+        *["train-adapters", "--dry-run", "--langs", "ruby", "--task", "commit-message"],
+        *["--data", str(commits), "--workdir", str(tmp_path / "w")],
+        *["--set", f"output.data_cache={blocker / 'cache'}"],
+    )
+    assert one_line_error(result, "output.data_cache", str(blocker))

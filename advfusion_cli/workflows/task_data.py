@@ -10,11 +10,11 @@ features (and the plan's counts) are kept on disk in the prepared-data cache
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advfusion_cli.errors import UserError
@@ -94,7 +94,13 @@ def data_cache(spec: JobSpec) -> PreparedCache | None:
 
     if not spec.output.use_data_cache:
         return None
-    return PreparedCache(spec.output.data_cache or Path(spec.output.workdir) / DATA_CACHE_NAME)
+    folder = (spec.output.data_cache or spec.output.workdir / DATA_CACHE_NAME).expanduser()
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        if spec.output.data_cache is None:
+            return None  # an unusable workdir: the run's own workdir check names it
+        raise UserError(f"output.data_cache: {existing} is not a writable folder.")
+    return PreparedCache(folder)
 
 
 def count_examples(
