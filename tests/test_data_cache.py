@@ -417,3 +417,22 @@ def test_an_unwritable_cache_folder_is_a_one_line_error(cli, tmp_path, commits):
         *["--set", f"output.data_cache={blocker / 'cache'}"],
     )
     assert one_line_error(result, "output.data_cache", str(blocker))
+
+
+def test_dry_run_says_what_each_evaluation_reads_and_the_key_that_caps_it(cli, tmp_path, commits):
+    args = ["train-adapters", "--dry-run", "--langs", "ruby,java", "--task", "commit-message"]
+    args += ["--data", str(commits), "--workdir", str(tmp_path / "w")]
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    counts = count_examples(spec_for(commits), ["ruby", "java"])
+    line = [x for x in result.stdout.splitlines() if x.startswith("Each evaluation reads")]
+    assert line == [
+        f"Each evaluation reads ruby {counts['ruby']['validation']}, java "
+        f"{counts['java']['validation']} validation records (all of them; cap with --set "
+        "data.max_eval_records=N)."
+    ]
+    result = cli(*args, "--set", "data.max_eval_records=1")
+    assert (
+        "Each evaluation reads ruby 1, java 1 validation records (capped at 1 per language "
+        "by data.max_eval_records)." in result.stdout
+    )

@@ -166,3 +166,33 @@ def test_show_with_a_tokenizer_counts_cut_prompts_and_drops(cli, tmp_path):
     ]
     missing = cli("data", "show", "--source", COMMITS, "--tokenizer", str(tmp_path / "none"))
     assert missing.exit_code == 2 and missing.stderr.startswith("error: Could not load tokenizer")
+
+
+def test_show_on_a_folder_with_only_a_test_split_shows_that_split(cli, tmp_path):
+    held_out = tmp_path / "held-out" / "MultilingualTrans"
+    held_out.mkdir(parents=True)
+    source = FIXTURES / "codetransocean" / "MultilingualTrans" / "multilingual_test.json"
+    (held_out / "multilingual_test.json").write_bytes(source.read_bytes())
+    args = ["data", "show", "--task", "code-translation", "--source", str(tmp_path / "held-out")]
+    result = cli(*args, "-n", "1", "--plain")
+    assert result.exit_code == 0, result.stderr
+    test = load_task("code-translation", str(FIXTURES / "codetransocean"), None, "test")
+    shown = [e for e in test if e.meta["file"].endswith("multilingual_test.json")][0]
+    title = f"{shown.id} · {shown.language} · test · from {shown.source_language}"
+    assert f"=== {title}\n--- prompt\n{shown.prompt}" in result.stdout
+    # asked for by name, a missing split is still a one-line error
+    result = cli(*args, "--split", "train")
+    assert result.exit_code == 2 and result.stderr.startswith("error: Split 'train' has no")
+
+
+def test_show_accepts_a_codetransocean_subset_folder_given_directly(cli):
+    subset = FIXTURES / "codetransocean" / "MultilingualTrans"
+    args = ["data", "show", "--task", "code-translation", "-n", "1", "--plain"]
+    direct = cli(*args, "--source", str(subset))
+    assert direct.exit_code == 0, direct.stderr
+    root = str(FIXTURES / "codetransocean")
+    from_root = load_task("code-translation", root, None, "all", subsets=["MultilingualTrans"])
+    first = from_root.split("train")[0]
+    title = f"{first.id} · {first.language} · train · from {first.source_language}"
+    assert f"=== {title}\n--- prompt\n{first.prompt}" in direct.stdout
+    assert load_task("code-translation", str(subset), None, "all").examples == from_root.examples

@@ -22,7 +22,11 @@ def show(
         None, "--lang", help="Target language(s), any spelling (repeat for several); default all."
     ),
     n: int = typer.Option(3, "-n", "--num", min=0, help="How many examples to print."),
-    split: str = typer.Option("train", "--split", help="Split to print examples from."),
+    split: str = typer.Option(
+        None,
+        "--split",
+        help="Split to print examples from (default train, or the first split present).",
+    ),
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -61,8 +65,11 @@ def show(
         if value < least:
             raise UserError(f"{option} must be >= {least}, got {value}.")
 
-    wanted = canonical_split(split)
+    wanted = canonical_split(split) if split is not None else None
     data = load_task(task, source, lang or None, "all", strict=strict)
+    if wanted is None:  # held-out folders often have only a test split: show what is there
+        present = data.stats.splits_present()
+        wanted = "train" if "train" in present or not present else present[0]
     examples = data.split(wanted)
     if not examples:
         present = ", ".join(data.stats.splits_present())
@@ -86,14 +93,15 @@ def show(
         if example.source_language:
             title += f" · from {example.source_language}"
         if plain:
-            console.print(f"=== {title}", markup=False)
+            # emoji=False: ids such as "MultilingualTrans:train:0" hold ":train:" (an emoji code)
+            console.print(f"=== {title}", markup=False, emoji=False)
             console.print("--- prompt", markup=False)
             console.out(example.prompt, end="")
             console.print("--- target", markup=False)
             console.out(example.target)
         else:
             console.print(
-                Panel(Text(example.prompt), title=f"prompt · {title}", title_align="left")
+                Panel(Text(example.prompt), title=Text(f"prompt · {title}"), title_align="left")
             )
             console.print(Panel(Text(example.target), title="target", title_align="left"))
     for table in stats_tables(data.stats):

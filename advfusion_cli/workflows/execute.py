@@ -325,7 +325,8 @@ def _train(
             train=data.train,
             eval=data.eval,
             settings=loop_settings(run_plan, p, len(data.train), world),
-            description=p.description,
+            # the first progress line says what each evaluation costs (data.max_eval_records)
+            description=f"{p.description} (eval: {len(data.eval)} records)",
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]

@@ -301,6 +301,21 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _print_eval_reads(plan: Plan, console: Console) -> None:
+    """How many validation records each evaluation reads, and the key that caps them."""
+    reads = {"+".join(p.eval_languages): p.eval_examples for run in plan.runs for p in run.phases}
+    if not reads:
+        return
+    cap = plan.spec.data.max_eval_records
+    how = (
+        f"capped at {cap} per language by data.max_eval_records"
+        if cap is not None
+        else "all of them; cap with --set data.max_eval_records=N"
+    )
+    listed = ", ".join(f"{languages} {n}" for languages, n in reads.items())
+    console.print(f"Each evaluation reads {listed} validation records ({how}).", soft_wrap=True)
+
+
 def render(plan: Plan, console: Console) -> None:
     """The resolved spec (YAML) and one table row per run: the `--dry-run` output."""
     console.print(f"[bold]Resolved job spec[/bold] ({plan.command}):")
@@ -328,6 +343,7 @@ def render(plan: Plan, console: Console) -> None:
         store = _relative(run_plan.store, root) if run_plan.store is not None else "-"
         table.add_row(run_plan.run.id, what, state, phases, data, store)
     console.print(table)
+    _print_eval_reads(plan, console)
     training = plan.spec.training
     console.print(
         f"batch {training.batch_size} x grad-accum {training.grad_accum} x {plan.world_size} "

@@ -92,7 +92,10 @@ def _files(root: Path, options: CodeTranslationOptions) -> list[tuple[str, Path]
     found = []
     for subset in options.subsets:
         prefix = SUBSETS[subset][0].lower()
-        for path in files_in(base / subset):
+        folder = base / subset
+        if not folder.is_dir():
+            folder = base  # a subset's own folder given directly (.../MultilingualTrans)
+        for path in files_in(folder):
             if path.stem.lower().startswith(prefix):
                 found.append((subset, path))
     return found
