@@ -37,7 +37,9 @@ def test_old_cold_and_warm_prepare_the_same_examples(tmp_path):
     assert runs["old"]["examples"] == runs["warm"]["examples"]
     assert runs["cold"]["features"]["train"] > 0
     assert list((tmp_path / "cache").glob("features-*"))
-    assert all(r["seconds"] > 0 and r["peak_rss_mb"] > 0 for r in runs.values())
+    assert all(
+        r["seconds"] > 0 and r["cpu_seconds"] > 0 and r["peak_rss_mb"] > 0 for r in runs.values()
+    )
 
 
 def test_goal_lines_follow_the_measurements():

@@ -61,6 +61,12 @@ def write_commitpack_folder(seed: Path, language: str, records: int, out: Path) 
     return (folder / "data.jsonl").stat().st_size
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path: str) -> dict:
     """One preparation in this process: what a training run does before its first step."""
     from transformers import AutoTokenizer
@@ -78,7 +84,7 @@ def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path
     data = DataSpec(
         task="commit-message", source=str(source), languages=[language], target=language
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     if mode == "old":
         counts = count_examples(data, [language])
         features = {
@@ -97,11 +103,14 @@ def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path
         counts = count_examples(data, [language], store)
         stage = StageEncoder(data, tokenizer, store).stage([language], [language])
         sizes = {"train": len(stage.train), "validation": len(stage.eval)}
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "mode": mode,
         "seconds": seconds,
+        # CPU seconds of this process and its tokenizing workers: on a shared machine the
+        # wall clock also counts waiting for other users' processes
+        "cpu_seconds": cpu,
         "peak_rss_mb": peak_kb / 1024,
         "examples": counts[language],
         "features": sizes,

@@ -94,17 +94,19 @@ def bench_data(
             shutil.rmtree(root, ignore_errors=True)
 
     table = Table(title=f"Data preparation: CommitPackFT {language}, from {seed_from}")
-    for column in ("records", "MB", "path", "seconds", "peak RSS MB", "train/validation"):
+    columns = ("records", "MB", "path", "wall s", "CPU s", "peak RSS MB", "train/validation")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         if "error" in row:
-            table.add_row(str(row["records"]), "", row["mode"], "error", row["error"], "")
+            table.add_row(str(row["records"]), "", row["mode"], "error", "", row["error"], "")
             continue
         table.add_row(
             f"{row['records']:,}",
             f"{row['megabytes']:.0f}",
             row["mode"],
             f"{row['seconds']:.1f}",
+            f"{row['cpu_seconds']:.1f}",
             f"{row['peak_rss_mb']:.0f}",
             f"{row['features']['train']}/{row['features']['validation']}",
         )

@@ -10,6 +10,7 @@ features (and the plan's counts) are kept on disk in the prepared-data cache
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Sequence
@@ -65,13 +66,20 @@ def load_examples(data: DataSpec, language: str, split: str) -> list:
     return list(_load(data.model_dump_json(exclude={"languages", "target"}), language)[split])
 
 
+@lru_cache(maxsize=64)
+def _source_root(task: str, source: str, language: str, options_json: str):
+    """Where the records are (the testbed made, hub files fetched once per process)."""
+    from advfusion_cli.data.loader import source_root
+
+    return source_root(task, source, [language], SPLITS, **json.loads(options_json))
+
+
 def _examples_key(data: DataSpec, language: str) -> dict[str, Any]:
     """Everything that decides one language's capped train/validation examples."""
-    from advfusion_cli.data.loader import source_root
     from advfusion_cli.data.prepared import source_fingerprint
 
     options = task_options(data)
-    root = source_root(data.task, data.source, [language], SPLITS, **options)
+    root = _source_root(data.task, data.source, language, json.dumps(options))
     return {
         "task": data.task,
         "task_options": options,
