@@ -134,19 +134,3 @@ class PreparedCache:
             os.replace(staging, entry)  # an entry appears whole or not at all
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def clear(folder: Path | str) -> int:
-    """Remove every entry under `folder`; returns how many there were."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        return 0
-    entries = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    for path in entries:
-        shutil.rmtree(path, ignore_errors=True)
-    for path in folder.glob(".*"):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return len(entries)
