@@ -190,8 +190,8 @@ class Generator:
             encode_prompts,
             generate_completions,
             model_max_positions,
-            stop_rule_for,
         )
+        from advfusion_cli.inference.task_rules import task_stop_rule
 
         if not items:
             raise UserError("Nothing to generate from: no prompts.")
@@ -237,7 +237,7 @@ class Generator:
             tokenizer,
             examples,
             settings,
-            stop_rule_for(self.task),
+            task_stop_rule(self.spec.data),
             max_prompt_tokens=max_prompt,
             on_batch=on_batch,
         )

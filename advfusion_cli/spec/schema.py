@@ -198,6 +198,16 @@ class DataSpec(StrictModel):
     def hub_id(self) -> str | None:
         return self.source[len("hub:") :] if self.source_kind == "hub" else None
 
+    @property
+    def task_label(self) -> str:
+        """The task in folder names: a custom task adds a hash of its definition, so two
+        custom tasks in one workdir never share stored adapters."""
+        if self.custom is None:
+            return self.task
+        from advfusion_cli.workflows.runs import identity_hash
+
+        return f"custom-{identity_hash(self.custom.model_dump(mode='json'))}"
+
 
 class TrainingSpec(StrictModel):
     """Optimisation settings; the budget applies to every training stage (each adapter,

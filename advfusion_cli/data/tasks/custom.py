@@ -309,3 +309,23 @@ SPEC = TaskSpec(
     hub_patterns=hub_patterns,
     read=read,
 )
+
+
+def check_first_records(root: Path, options: CustomTaskOptions) -> list[str]:
+    """What `validate` reports: each record file's first record has every field the task
+    uses (UserError naming file:line otherwise) and renders; one line per file."""
+    _, files = record_files(root)
+    template = options.parsed
+    lines = []
+    for path in files:
+        first = next(iter_records(path, Diagnostics(strict=True)), None)
+        if first is None:
+            raise UserError(f"{path}: no records.")
+        Shape(options, first)
+        try:
+            parse_record(first, options, template)
+        except RecordError as err:
+            detail = f" ({err.detail})" if err.detail else ""
+            raise UserError(f"{first.where}: {err.reason}{detail}") from None
+        lines.append(f"{path}: fields {', '.join(options.used_fields())} present")
+    return lines

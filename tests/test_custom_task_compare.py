@@ -1,0 +1,83 @@
+"""A task of the user's own end to end: the example's generator writes records, the example's
+10-line spec defines the task, and `compare --methods task-adapter,adapterfusion,advfusion`
+trains, evaluates (pass@k executed in the sandbox) and writes its verdicts and plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from test_evaluate_support import make_model
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom-task"
+METHODS = "task-adapter,adapterfusion,advfusion"
+LANGS = "python,javascript,ruby"  # short programs: the character-level model's budget
+SETS = {
+    "training.max_steps": 2,
+    "training.batch_size": 2,
+    "training.eval_every_steps": 2,
+    "training.save_every_steps": 2,
+    "data.max_train_records": 3,
+    "data.max_eval_records": 2,
+    "data.max_total_tokens": 1000,
+    "data.max_prompt_tokens": 520,
+    "data.max_target_tokens": 470,
+}
+
+
+def write_example_records(out: Path, *sizes: str) -> None:
+    """examples/custom-task/make_records.py, run as a user would (at CI size)."""
+    spec = importlib.util.spec_from_file_location("make_records", EXAMPLE / "make_records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([str(out), *sizes])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("custom")
+    records = root / "records"
+    write_example_records(
+        records, "--train", "6", "--validation", "2", "--test", "3", "--ruby-every", "2"
+    )
+    return {"model": make_model(root / "model", positions=1024), "records": records, "root": root}
+
+
+def compare_args(world, *more: str) -> list[str]:
+    args = ["compare", "--spec", str(EXAMPLE / "spec.yaml"), "--model", str(world["model"])]
+    args += ["--data", str(world["records"]), "--workdir", str(world["root"] / "work")]
+    for key, value in SETS.items():
+        args += ["--set", f"{key}={value}"]
+    args += ["--langs", LANGS, "--limit", "3", "--max-new-tokens", "16", "--resamples", "100"]
+    return [*args, *more]
+
+
+def test_compare_on_the_example_task(world, cli):
+    result = cli(*compare_args(world, "--methods", METHODS, "--seeds", "0"))
+    assert result.exit_code == 0, result.stderr
+    (folder,) = (world["root"] / "work" / "compare").iterdir()
+    assert folder.name.startswith("custom-ruby-")
+    results = json.loads((folder / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == METHODS.split(",")
+    # the spec's metrics, in its order; pass@k up to the one candidate drawn
+    assert results["table_metrics"] == [
+        "bleu4_smooth_13a_corpus",
+        "bleu4_smooth_13a_sentence_mean",
+        "sacrebleu_corpus",
+        "rougeL_f",
+        "exact_match",
+        "pass@1",
+    ]
+    rows = {r["method"]: r for r in results["rows"]}
+    assert rows["advfusion"]["fused_adapters"] == LANGS.split(",")
+    for png in ("metrics.png", "attention-advfusion.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluation = rows["advfusion"]["runs"][0]["evaluation"]
+    record = json.loads((Path(evaluation) / "metrics.json").read_text())
+    assert record["task"] == "custom" and record["n_items"] == 3
+    assert record["execution"]["ran"] and record["execution"]["language"] == "ruby"
+    predictions = (Path(evaluation) / "predictions.jsonl").read_text().splitlines()
+    assert all("execution" in json.loads(line) for line in predictions)
+    assert "pass@k: candidates executed in the sandbox (ruby" in (folder / "results.md").read_text()
