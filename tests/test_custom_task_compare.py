@@ -54,10 +54,18 @@ def compare_args(world, *more: str) -> list[str]:
     return [*args, *more]
 
 
-def test_compare_on_the_example_task(world, cli):
-    result = cli(*compare_args(world, "--methods", METHODS, "--seeds", "0"))
+@pytest.fixture(scope="module")
+def compared(world):
+    from conftest import run_cli
+
+    result = run_cli(*compare_args(world, "--methods", METHODS, "--seeds", "0"))
     assert result.exit_code == 0, result.stderr
     (folder,) = (world["root"] / "work" / "compare").iterdir()
+    return folder
+
+
+def test_compare_on_the_example_task(compared):
+    folder = compared
     assert folder.name.startswith("custom-ruby-")
     results = json.loads((folder / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == METHODS.split(",")
@@ -81,3 +89,25 @@ def test_compare_on_the_example_task(world, cli):
     predictions = (Path(evaluation) / "predictions.jsonl").read_text().splitlines()
     assert all("execution" in json.loads(line) for line in predictions)
     assert "pass@k: candidates executed in the sandbox (ruby" in (folder / "results.md").read_text()
+
+
+def test_generate_fills_the_template_from_a_file_and_stdin(
+    world, compared, cli, tmp_path, monkeypatch
+):
+    import io
+    import sys
+
+    statement = "Print the sum of two integers.\nInput: two integers a and b."
+    path = tmp_path / "problem.md"
+    path.write_text(statement + "\n")
+    run = ["generate", "--run", "advfusion/ruby", "--workdir", str(world["root"] / "work")]
+    by_file = cli(*run, str(path), "--json", "--max-new-tokens", "8")
+    assert by_file.exit_code == 0, by_file.stderr
+    record = json.loads(by_file.stdout.splitlines()[0])
+    # the example's template, the target's display name, the input without its last newline
+    assert record["prompt"] == f'### Ruby\n"""\n{statement}\n"""\n'
+    assert record["task"] == "custom" and record["language"] == "ruby"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(statement.encode())))
+    by_stdin = cli(*run, "--max-new-tokens", "8")
+    assert by_stdin.exit_code == 0, by_stdin.stderr
+    assert by_stdin.stdout == record["prediction"] + "\n"

@@ -162,6 +162,7 @@ class Generator:
             source_language=source_language,
             target_language=target_language,
             per_file=per_file,
+            custom=self.spec.data.custom,
         )
 
     def run(
