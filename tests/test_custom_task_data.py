@@ -32,7 +32,7 @@ def record(i: int, language: str = "python", **changes) -> dict:
 
 
 def rows(n: int = 6) -> list[dict]:
-    return [record(i, ("python", "Ruby")[i % 2]) for i in range(n)]
+    return [record(i, ("python", "rb")[i % 2]) for i in range(n)]
 
 
 def write(path: Path, records: list[dict]) -> Path:
@@ -148,13 +148,14 @@ def test_cut_keeps_the_template_tail(tmp_path):
 
     from advfusion_cli.data.encoding import encode_prompt_for_generation
 
-    write(tmp_path / "test.jsonl", [record(0, doc="x" * 300)])
-    (example,) = load(tmp_path, split="test").examples
+    write(tmp_path / "test.jsonl", [record(0, doc="x" * 300, title="T")])
+    template = "### {language}\n# {title}\n# {doc}\n{{body}}:\n"
+    (example,) = load(tmp_path, split="test", template=template).examples
     make_tokenizer(tmp_path / "tok")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
     features = encode_prompt_for_generation(tokenizer, example, max_prompt_tokens=60)
     text = tokenizer.decode(features["input_ids"], skip_special_tokens=True)
-    assert features["truncated"] and text.startswith("### Python\n# xxx")
+    assert features["truncated"] and text.startswith("### Python\n# T\n# xxx")  # longest cut
     assert text.endswith("x\n{body}:\n") and len(features["input_ids"]) <= 60
 
 
