@@ -280,3 +280,20 @@ def test_spec_block_rules(tmp_path):
     assert executes_tests(
         parse_spec(head + block + "    tests_field: tests\n    metrics: [pass@k]\n").data
     )
+
+
+def test_two_custom_tasks_never_share_stored_adapters(tmp_path):
+    from advfusion_cli.spec import parse_spec
+    from advfusion_cli.workflows.plan import missing_adapters_error
+    from advfusion_cli.workflows.runs import Workdir
+    from advfusion_cli.workflows.stages import store_folder
+
+    write(tmp_path / "train.jsonl", rows())
+    head = f"data:\n  source: {tmp_path}\n  custom:\n    target_field: code\n"
+    first = parse_spec(head + "    template: '# {doc}'\n")
+    second = parse_spec(head + "    template: '## {doc}'\n")
+    workdir = Workdir(tmp_path / "work")
+    folders = {store_folder(workdir, s, "ruby", "task-adapter") for s in (first, second)}
+    assert len(folders) == 2 and all("/custom-" in str(f) for f in folders)
+    message = str(missing_adapters_error(first, "task-adapter", ["ruby"], workdir))
+    assert "--task custom" in message and "--spec SPEC.yaml" in message
