@@ -297,3 +297,8 @@ def test_two_custom_tasks_never_share_stored_adapters(tmp_path):
     assert len(folders) == 2 and all("/custom-" in str(f) for f in folders)
     message = str(missing_adapters_error(first, "task-adapter", ["ruby"], workdir))
     assert "--task custom" in message and "--spec SPEC.yaml" in message
+
+
+def test_data_show_custom_needs_a_spec(cli):
+    one_line_error(cli("data", "show", "--task", "custom"), "--spec")
+    one_line_error(cli("data", "show", "--set", "data.target=go"), "--set needs --spec")

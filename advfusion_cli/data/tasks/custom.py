@@ -75,7 +75,7 @@ class CustomTaskOptions:
 
 
 def hub_patterns(request: LoadRequest, options: CustomTaskOptions) -> list[str]:
-    return [f"**/*{suffix}" for suffix in RECORD_SUFFIXES]
+    return [f"*{suffix}" for suffix in RECORD_SUFFIXES]  # fnmatch: also in subfolders
 
 
 # ---- files -----------------------------------------------------------------------------
