@@ -52,15 +52,19 @@ BITSANDBYTES_REQUIREMENT = "bitsandbytes>=0.45,<1"
 
 # Run by the interpreter under test: what it has, as one JSON line.
 PROBE_CODE = r"""
-import importlib, json, sys
+import importlib, importlib.metadata, json, sys
 found = {"python": sys.version.split()[0]}
-for name in ("torch", "bitsandbytes", "transformers", "accelerate", "peft", "pytest", "advfusion_cli"):
+for name in ("torch", "bitsandbytes", "transformers", "accelerate", "peft", "pytest"):
     try:
         module = importlib.import_module(name)
         found[name] = getattr(module, "__version__", "installed")
     except Exception as exc:
         found[name] = None
         found[name + "_error"] = f"{type(exc).__name__}: {exc}"[:300]
+try:  # installed as a distribution, with its dependencies (not only importable from here)
+    found["advfusion"] = importlib.metadata.version("advfusion")
+except importlib.metadata.PackageNotFoundError:
+    found["advfusion"] = None
 if found["torch"]:
     import torch
     found["torch_cuda"] = torch.version.cuda
@@ -83,7 +87,6 @@ class Part:
     command: list[str]
     timeout_s: int
     requires: tuple[str, ...] = ()  # parts that must have passed first
-    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,7 +198,6 @@ def run_part(part: Part, out: Path, passed: set[str]) -> PartResult:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **part.env},
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
         except OSError as exc:
@@ -289,7 +291,7 @@ def install_commands(found: dict, python: str) -> list[list[str]]:
         commands.append([*pip, f"torch=={release}"])
     if not found.get("bitsandbytes"):
         commands.append([*pip, BITSANDBYTES_REQUIREMENT])
-    if not (found.get("advfusion_cli") and found.get("pytest")):
+    if not (found.get("advfusion") and found.get("pytest")):
         commands.append([*pip, "-e", f"{REPO}[dev]"])
     return commands
 
@@ -420,7 +422,7 @@ def render_markdown(report: dict) -> str:
     ]
     for name in ("python", "torch", "torch_cuda", "bitsandbytes", "transformers", "accelerate"):
         lines.append(f"| {name} | {_cell(versions.get(name))} |")
-    for name in ("peft", "pytest", "advfusion_cli"):
+    for name in ("peft", "pytest", "advfusion"):
         lines.append(f"| {name} | {_cell(versions.get(name))} |")
     lines += [
         "",

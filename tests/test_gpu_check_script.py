@@ -124,7 +124,7 @@ def test_a_failing_part_is_reported_and_its_dependents_skipped(tmp_path):
 def test_install_commands_fix_exactly_what_is_missing():
     py = "/venv/bin/python"
     ready = {"torch": "2.6.0", "torch_cuda": "12.4", "bitsandbytes": "0.45.0"}
-    ready |= {"advfusion_cli": "0.1.0", "pytest": "8.3"}
+    ready |= {"advfusion": "0.1.0", "pytest": "8.3"}
     assert gpu_check.install_commands(ready, py) == []
     cpu_build = ready | {"torch": "2.13.0+cpu", "torch_cuda": None}
     commands = [" ".join(c) for c in gpu_check.install_commands(cpu_build, py)]
@@ -132,7 +132,7 @@ def test_install_commands_fix_exactly_what_is_missing():
         f"{py} -m pip uninstall --yes torch",
         f"{py} -m pip install --quiet torch==2.13.0",
     ]
-    bare = {"torch": None, "bitsandbytes": None, "advfusion_cli": None, "pytest": None}
+    bare = {"torch": None, "bitsandbytes": None, "advfusion": None, "pytest": None}
     commands = [" ".join(c) for c in gpu_check.install_commands(bare, py)]
     assert commands == [
         f"{py} -m pip install --quiet torch>=2.4,<3",
