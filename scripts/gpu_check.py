@@ -285,10 +285,11 @@ def install_commands(found: dict, python: str) -> list[list[str]]:
     if not torch_version:
         commands.append([*pip, TORCH_REQUIREMENT])
     elif not found.get("torch_cuda"):
-        # a CPU build (e.g. 2.13.0+cpu): PyPI's wheel of the same version is the CUDA one
+        # A CPU build (e.g. 2.13.0+cpu): PyPI's wheel of the same version is the CUDA one.
+        # One forced reinstall, not uninstall + install: pip downloads everything before it
+        # removes anything, so a failed download leaves the CPU build in place.
         release = torch_version.split("+")[0]
-        commands.append([python, "-m", "pip", "uninstall", "--yes", "torch"])
-        commands.append([*pip, f"torch=={release}"])
+        commands.append([*pip, "--force-reinstall", f"torch=={release}"])
     if not found.get("bitsandbytes"):
         commands.append([*pip, BITSANDBYTES_REQUIREMENT])
     if not (found.get("advfusion") and found.get("pytest")):

@@ -128,10 +128,7 @@ def test_install_commands_fix_exactly_what_is_missing():
     assert gpu_check.install_commands(ready, py) == []
     cpu_build = ready | {"torch": "2.13.0+cpu", "torch_cuda": None}
     commands = [" ".join(c) for c in gpu_check.install_commands(cpu_build, py)]
-    assert commands == [
-        f"{py} -m pip uninstall --yes torch",
-        f"{py} -m pip install --quiet torch==2.13.0",
-    ]
+    assert commands == [f"{py} -m pip install --quiet --force-reinstall torch==2.13.0"]
     bare = {"torch": None, "bitsandbytes": None, "advfusion": None, "pytest": None}
     commands = [" ".join(c) for c in gpu_check.install_commands(bare, py)]
     assert commands == [
