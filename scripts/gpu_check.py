@@ -2,7 +2,8 @@
 """`make gpu-check`: the CUDA path proven in one run of at most ten minutes, with one report.
 
 Parts, in order, each in its own process group with its own timeout (a hang costs that part's
-budget, never the whole run's; the timeouts add up to TOTAL_BUDGET_S):
+budget, never the whole run's; the timeouts add up to TOTAL_BUDGET_S, and time a part leaves
+unused passes on to the next):
 
 1. setup      installs what a fresh GPU machine lacks (a CUDA build of torch, bitsandbytes,
               this package with its dev extra) and checks that torch sees the GPU;
@@ -124,7 +125,7 @@ def plan(python: str, out: Path) -> list[Part]:
                 "pytest",
                 "-m",
                 "gpu",
-                "-q",
+                "-v",
                 "-p",
                 "no:cacheprovider",
                 "-o",
@@ -178,9 +179,11 @@ def _kill_group(process: subprocess.Popen) -> None:
             continue
 
 
-def run_part(part: Part, out: Path, passed: set[str]) -> PartResult:
-    """Run one part with its timeout, its output in logs/<name>.log under `out`."""
-    result = PartResult(part.name, "skipped", shlex.join(part.command), part.timeout_s)
+def run_part(part: Part, out: Path, passed: set[str], spare_s: float = 0.0) -> PartResult:
+    """Run one part with its timeout (+ `spare_s` that earlier parts left unused), its output
+    in logs/<name>.log under `out`."""
+    timeout_s = int(part.timeout_s + spare_s)
+    result = PartResult(part.name, "skipped", shlex.join(part.command), timeout_s)
     missing = [name for name in part.requires if name not in passed]
     if missing:
         result.reason = f"needs {', '.join(missing)}, which did not pass"
@@ -204,12 +207,12 @@ def run_part(part: Part, out: Path, passed: set[str]) -> PartResult:
             result.status, result.reason = "failed", f"could not start: {exc}"
             return result
         try:
-            result.returncode = process.wait(timeout=part.timeout_s)
+            result.returncode = process.wait(timeout=timeout_s)
             result.status = "passed" if result.returncode == 0 else "failed"
         except subprocess.TimeoutExpired:
             _kill_group(process)
             result.status = "timed-out"
-            result.reason = f"stopped after its {part.timeout_s} s timeout"
+            result.reason = f"stopped after its {timeout_s} s timeout"
         except BaseException:  # Ctrl-C: take the part's processes down with us
             _kill_group(process)
             raise
@@ -507,11 +510,17 @@ def run_all(parts: list[Part], out: Path, python: str) -> tuple[dict, list[PartR
     facts = nvidia_smi_facts()
     results: list[PartResult] = []
     passed: set[str] = set()
+    spare = 0.0  # seconds earlier parts left unused: later parts may use them, so the
+    # budget is never exceeded, and a hang still leaves every later part its own timeout
     for part in parts:
         print(
-            f"[gpu-check] {part.name}: {part.description} (timeout {part.timeout_s} s)", flush=True
+            f"[gpu-check] {part.name}: {part.description} (timeout {part.timeout_s} s"
+            + (f" + {spare:.0f} s left over" if spare >= 1 else "")
+            + ")",
+            flush=True,
         )
-        result = run_part(part, out, passed)
+        result = run_part(part, out, passed, spare)
+        spare = max(0.0, part.timeout_s + spare - result.seconds)
         if result.status == "passed":
             passed.add(part.name)
         print(

@@ -167,8 +167,8 @@ def test_run_all_writes_one_markdown_and_json_report(tmp_path, monkeypatch):
     found = {"python": "3.11.7", "torch": "2.6.0", "torch_cuda": "12.4"}
     monkeypatch.setattr(gpu_check, "probe", lambda python, timeout_s: found)
     parts = [
-        python_part("setup", "print('ok')"),
-        python_part("gpu-tests", "raise SystemExit(1)", requires=("setup",)),
+        python_part("setup", "print('ok')", timeout_s=2),
+        python_part("gpu-tests", "raise SystemExit(1)", timeout_s=2, requires=("setup",)),
         python_part("demo", "import time; time.sleep(30)", timeout_s=1, requires=("setup",)),
     ]
     report, results = gpu_check.run_all(parts, tmp_path, sys.executable)
@@ -234,3 +234,19 @@ def test_probe_reads_the_interpreters_json_line_and_reports_garbage(tmp_path):
     fake.write_text("#!/bin/sh\necho 'Traceback: no module' >&2\nexit 1\n")
     assert "Traceback: no module" in gpu_check.probe(str(fake))["probe_error"]
     assert "probe_error" in gpu_check.probe(str(tmp_path / "missing"))
+
+
+def test_time_a_part_leaves_unused_passes_on_to_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "nvidia_smi_facts", lambda: {})
+    monkeypatch.setattr(gpu_check, "probe", lambda python, timeout_s: {})
+    parts = [
+        python_part("setup", "print('quick')", timeout_s=4),
+        python_part("bench", "import time; time.sleep(2)", timeout_s=1),  # 1 s + ~4 s spare
+        python_part("demo", "import time; time.sleep(30)", timeout_s=1),  # 1 s + ~2 s spare
+        python_part("after", "print('still runs')", timeout_s=5),
+    ]
+    report, results = gpu_check.run_all(parts, tmp_path, sys.executable)
+    assert [r.status for r in results] == ["passed", "passed", "timed-out", "passed"]
+    assert results[1].timeout_s >= 4 and results[2].timeout_s <= 3
+    assert results[3].timeout_s == 5  # the hang took its spare along, nothing more
+    assert report["seconds"] <= sum(p.timeout_s for p in parts) + 1
