@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 from conftest import build_tiny_model
@@ -153,13 +151,24 @@ def test_generation_with_a_fusion_on_cuda_kv_cache_batching_and_fp32_cpu(
 # ---- paged AdamW ------------------------------------------------------------------------------
 
 
-def test_paged_adamw_state_saved_and_loaded_continues_bit_for_bit():
-    """The state a checkpoint (and AdvFusion's phase boundary) carries: torch.save of the
-    optimizer's state_dict, read back with weights_only=True, as the trainer does."""
+def is_paged(optimizer, param) -> bool:
+    """Whether the optimizer's first moment of `param` lives in bitsandbytes' paged memory."""
+    return bool(getattr(optimizer.state[param]["state1"], "is_paged", False))
+
+
+@pytest.mark.parametrize("route", ["carried", "checkpoint"])
+def test_paged_adamw_state_carried_or_checkpointed_continues_bit_for_bit(
+    route, tmp_path, record_property
+):
+    """Paged AdamW 32-bit (`auto` on CUDA) through the trainer's two routes: the state dict
+    AdvFusion carries from phase 1 into phase 2, and a checkpoint's state.pt read back with
+    `torch.load(map_location="cpu", weights_only=True)`. The (512, 256) weight is paged
+    (bitsandbytes pages tensors of 1e5 elements and more), the bias is not."""
+    from advfusion_cli.workflows import checkpoint as ckpt
     from advfusion_cli.workflows.optim import build_optimizer
 
     torch.manual_seed(0)
-    start = [torch.randn(64, 32), torch.randn(32)]
+    start = [torch.randn(512, 256), torch.randn(256)]
     grads = [[torch.randn_like(p) for p in start] for _ in range(6)]
 
     def make(initial):
@@ -173,24 +182,27 @@ def test_paged_adamw_state_saved_and_loaded_continues_bit_for_bit():
         optimizer.zero_grad(set_to_none=True)
 
     params, optimizer = make(start)
-    assert type(optimizer).__name__ == "PagedAdamW32bit"  # `auto` on CUDA
+    assert type(optimizer).__name__ == "PagedAdamW32bit"
     for grad in grads[:3]:
         step(params, optimizer, grad)
-    buffer = io.BytesIO()
-    torch.save(optimizer.state_dict(), buffer)
-    at_checkpoint = [p.detach().clone() for p in params]
+    assert is_paged(optimizer, params[0]) and not is_paged(optimizer, params[1])
+    if route == "carried":
+        state = optimizer.state_dict()
+    else:
+        torch.save({"optimizer": optimizer.state_dict()}, tmp_path / ckpt.STATE_FILE)
+        state = ckpt.read_state(tmp_path)["optimizer"]
+    at_boundary = [p.detach().cpu() for p in params]
+    resumed, fresh = make(at_boundary)
+    fresh.load_state_dict(state)  # what the trainer does with either
     for grad in grads[3:]:
         step(params, optimizer, grad)
-
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    assert {float(s["step"]) for s in state["state"].values()} == {3.0}
-    resumed, optimizer = make([p.cpu() for p in at_checkpoint])
-    optimizer.load_state_dict(state)
-    for grad in grads[3:]:
-        step(resumed, optimizer, grad)
+        step(resumed, fresh, grad)
     for p, q in zip(params, resumed, strict=True):
         assert torch.equal(p, q)  # elementwise kernels: deterministic, bit for bit
+    assert {float(s["step"]) for s in fresh.state.values()} == {6.0}
+    # bitsandbytes' load_state_dict moves the moments to the parameter's device as ordinary
+    # tensors: after a load they may no longer be paged (they then count as GPU memory)
+    record_property("paged_after_load", is_paged(fresh, resumed[0]))
 
 
 # ---- peak memory at a 1B-class shape ----------------------------------------------------------

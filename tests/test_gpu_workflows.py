@@ -35,12 +35,27 @@ PROBE_IDS = torch.randint(3, 100, (2, 24), generator=torch.Generator().manual_se
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model_dir):
+def world(tmp_path_factory):
+    """A small Llama whose fusion layers (384 x 384 = 147k weights) are large enough for
+    bitsandbytes to page their AdamW moments (it pages tensors of 1e5 elements and more)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     root = tmp_path_factory.mktemp("gpu-wf")
     model = root / "model"
-    shutil.copytree(tiny_model_dir("llama"), model)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        "llama",
+        hidden_size=384,
+        intermediate_size=768,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(model)
     make_tokenizer(model)
     write_commits(root / "commits")
     return model, root / "commits"
