@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, stages
+from advfusion_cli.workflows import atomic, sharding, stages
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
@@ -73,10 +73,11 @@ def open_session(precision: str) -> Session:
         precision = "bf16" if bf16 else "fp32"
     # cpu=True on machines without CUDA: under torchrun/`accelerate launch --multi_gpu` that
     # selects accelerate's multi-CPU (gloo) mode instead of N unrelated processes.
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if precision == "bf16" else "no",
-    )
+    with sharding.without_launcher_fsdp():  # FSDP is applied per run (workflows/sharding.py)
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision="bf16" if precision == "bf16" else "no",
+        )
     return Session(accelerator, PhaseProgress(stderr_console()))
 
 
@@ -202,6 +203,7 @@ def execute_run(
     if run_plan.state == REUSE or (run_plan.state != RETRAIN and run.is_finished()):
         return reuse(run_plan, session)
     accelerator = session.accelerator
+    sharding.resolve_distributed(run_plan.spec.training.distributed, accelerator.num_processes)
     lock = RunLock(run) if session.is_main else None
     if lock is not None:
         lock.acquire()
@@ -329,20 +331,28 @@ def _train(
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]
-    prepared = accelerator.prepare(trainable.model)
+    kind = sharding.resolve_distributed(spec.training.distributed, world)
+    layout = sharding.for_run(kind, trainable.model)
+    prepared = layout.prepare(accelerator, trainable.model)
+    params = layout.trainable_after_prepare(trainable.model, trainable.params)
+    extra_loss = trainable.extra_loss
+    if isinstance(layout, sharding.FusionSharded):
+        weight = trainable.host.fusion_state.config.regularization_weight
+        extra_loss = lambda: sharding.sharded_regularization(layout.units, weight)  # noqa: E731
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
     trainer = Trainer(
         accelerator,
         prepared,
-        trainable.params,
+        params,
         causal_lm_loss,
         Collator.for_tokenizer(tokenizer, padding_side="right"),
         run,
-        extra_loss=trainable.extra_loss,
+        extra_loss=extra_loss,
         progress=session.progress,
         stop=session.stop,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
+        sharding=layout,
     )
     training_started = time.perf_counter()
     with session.stop:
@@ -361,9 +371,10 @@ def _train(
         resumed=any(r.resumed_from for r in results),
     )
     export_started = time.perf_counter()
-    if session.is_main:
-        atomic.publish_dir(trainable.export, run.final)
-    accelerator.wait_for_everyone()
+    with layout.unsharded(prepared):  # the export reads whole tensors on the main process
+        if session.is_main:
+            atomic.publish_dir(trainable.export, run.final)
+        accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started
     outcome.timings = {key: round(value, 3) for key, value in timings.items()}
