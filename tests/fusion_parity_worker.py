@@ -1,7 +1,10 @@
 """Run under `torchrun --nproc_per_node 2` by tests/test_sharding_processes.py (not a test).
 
-parity OUT ADAPTERS: AdapterFusion and AdvFusion, each under FSDP then DDP; writes the
-    gathered weights, each process's shard element counts, the FSDP export and logits.
+parity OUT ADAPTERS [CLI_ARGS_JSON]: AdapterFusion and AdvFusion, each under FSDP then DDP,
+    and AdapterFusion under FSDP with gradient checkpointing; writes the gathered weights,
+    each process's shard element counts, the FSDP export and logits. Then, given
+    CLI_ARGS_JSON, runs `advfusion ARGS` in this launch (both processes), as
+    `accelerate launch -m advfusion_cli ARGS` would.
 kill OUT ADAPTERS: FSDP AdapterFusion into OUT/run; process 1 kills itself (SIGKILL) right
     after optimizer step 3 (the step-2 checkpoint is on disk).
 resume OUT ADAPTERS: the same run again, resuming; writes its final weights.
@@ -25,8 +28,8 @@ from safetensors.torch import save_file  # noqa: E402
 from advfusion_cli.workflows import sharding, trainer  # noqa: E402
 
 
-def train_fsdp(accelerator, name, adapters, run):
-    trainable = fp.fused_model(name, adapters)
+def train_fsdp(accelerator, name, adapters, run, checkpointing=False):
+    trainable = fp.fused_model(name, adapters, checkpointing)
     layout = sharding.for_run(sharding.FSDP, trainable.model)
     prepared = layout.prepare(accelerator, trainable.model)
     params = layout.trainable_after_prepare(trainable.model, trainable.params)
@@ -102,6 +105,23 @@ def parity(accelerator, out: Path, adapters) -> None:
         accelerator.wait_for_everyone()
     (out / f"counts-rank{rank}.json").write_text(json.dumps(counts))
 
+    torch.manual_seed(0)
+    *_, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "ckpt", True)
+    weights = gathered(params)
+    if rank == 0:
+        save_file(weights, str(out / "fsdp-adapterfusion-checkpointing.safetensors"))
+
+
+def run_cli(args_file: Path, out: Path, rank: int) -> None:
+    from advfusion_cli.cli.app import main
+
+    try:
+        main(json.loads(args_file.read_text()))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    (out / f"cli-exit-rank{rank}.json").write_text(json.dumps(code))
+
 
 def main() -> None:
     mode, out, adapter_root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -109,6 +129,8 @@ def main() -> None:
     accelerator = Accelerator(cpu=True)
     if mode == "parity":
         parity(accelerator, out, adapters)
+        if len(sys.argv) > 4:
+            run_cli(Path(sys.argv[4]), out, accelerator.process_index)
         return
     if mode == "kill":
 

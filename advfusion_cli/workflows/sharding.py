@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -154,6 +155,9 @@ class FusionSharded(Replicated):
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
+        # The host reads alpha, a view, and never writes into it in place: FSDP's warning
+        # about in-place writes on returned views does not apply.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPFusionLayer\)")
         device = accelerator.device
         mesh = init_device_mesh(device.type, (accelerator.num_processes,))
         for unit in self.units:
