@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,28 @@ TOLERANCE = 1e-5
 
 
 def launch(mode: str, out: Path, adapters: Path, *more: str, timeout: int = 300):
-    """torchrun with two CPU processes; a free rendezvous port per launch (--standalone)."""
+    """torchrun with two CPU processes; a free rendezvous port per launch (--standalone).
+    A launch that outlives `timeout` (a hang) is killed with every process it started."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     env["OMP_NUM_THREADS"] = "1"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", str(WORKER), mode, str(out), str(adapters), *more]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the workers go with it
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"torchrun {mode} did not finish within {timeout} s (a hang)")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
