@@ -76,11 +76,12 @@ def is_sharded(tensor: Tensor) -> bool:
     return isinstance(tensor, DTensor)
 
 
-def full_tensor(tensor: Tensor) -> Tensor:
-    """The whole tensor on CPU; a collective for a sharded one (every process must call it)."""
+def full_tensor(tensor: Tensor, keep: bool = True) -> Tensor | None:
+    """The whole tensor on CPU; a collective for a sharded one (every process must call it).
+    keep=False: take part in the gather but drop the result (processes that do not write)."""
     if is_sharded(tensor):
-        tensor = tensor.full_tensor()
-    return tensor.detach().to("cpu")
+        tensor = tensor.full_tensor()  # (whole shape), on the device, one tensor at a time
+    return tensor.detach().to("cpu") if keep else None
 
 
 def copy_full_into(param: Tensor, full: Tensor) -> None:
@@ -150,6 +151,7 @@ class FusionSharded(Replicated):
                 "(adapter and LoRA stages run as DDP)."
             )
         self.units = units
+        self.is_main = True
 
     def prepare(self, accelerator, model: nn.Module) -> nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
@@ -158,6 +160,7 @@ class FusionSharded(Replicated):
         # The host reads alpha, a view, and never writes into it in place: FSDP's warning
         # about in-place writes on returned views does not apply.
         warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPFusionLayer\)")
+        self.is_main = accelerator.is_main_process  # only it keeps gathered copies
         device = accelerator.device
         mesh = init_device_mesh(device.type, (accelerator.num_processes,))
         for unit in self.units:
@@ -177,18 +180,21 @@ class FusionSharded(Replicated):
         return {name: current[name] for name in named}
 
     def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
-        return {name: full_tensor(p) for name, p in named.items()}
+        """Whole weights on the main process ({} elsewhere); every process must call it."""
+        gathered = {name: full_tensor(p, self.is_main) for name, p in named.items()}
+        return gathered if self.is_main else {}
 
     def full_optimizer(self, optimizer) -> _GatheredOptimizer:
+        """Whole moments on the main process (nothing elsewhere); every process must call it."""
         state = optimizer.state_dict()
         gathered = {
             index: {
-                key: full_tensor(value) if isinstance(value, Tensor) else value
+                key: full_tensor(value, self.is_main) if isinstance(value, Tensor) else value
                 for key, value in per_param.items()
             }
             for index, per_param in state["state"].items()
         }
-        return _GatheredOptimizer({**state, "state": gathered})
+        return _GatheredOptimizer({**state, "state": gathered} if self.is_main else {})
 
     def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
         """Turn saved whole moments into this process's slices, matched by parameter order."""
