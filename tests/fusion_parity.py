@@ -102,15 +102,15 @@ def schedule(name: str):
     return single_phase
 
 
-def trainer(accelerator, prepared, trainable, run: Path, layout=None, extra_loss=None, params=None):
+def trainer(accelerator, prepared, trainable, run: Path, layout=None):
     return Trainer(
         accelerator,
         prepared,
-        params if params is not None else trainable.params,
+        trainable.params,
         causal_lm_loss,
         Collator(pad_token_id=0),
         RunDir(run),
-        extra_loss=extra_loss or trainable.extra_loss,
+        extra_loss=trainable.extra_loss,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
         sharding=layout,

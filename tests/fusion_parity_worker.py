@@ -30,19 +30,9 @@ from advfusion_cli.workflows import sharding, trainer  # noqa: E402
 
 def train_fsdp(accelerator, name, adapters, run, checkpointing=False):
     trainable = fp.fused_model(name, adapters, checkpointing)
-    layout = sharding.for_run(sharding.FSDP, trainable.model)
-    prepared = layout.prepare(accelerator, trainable.model)
-    params = layout.trainable_after_prepare(trainable.model, trainable.params)
-    weight = trainable.host.fusion_state.config.regularization_weight
-    loop = fp.trainer(
-        accelerator,
-        prepared,
-        trainable,
-        run,
-        layout,
-        extra_loss=lambda: sharding.sharded_regularization(layout.units, weight),
-        params=params,
-    )
+    layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
+    params = trainable.params  # now the sharded parameters
+    loop = fp.trainer(accelerator, prepared, trainable, run, layout)
     results = fp.schedule(name)(loop, trainable, fp.phases(name, accelerator.num_processes))
     return trainable, layout, prepared, params, results[-1].optimizer_state
 

@@ -331,23 +331,16 @@ def _train(
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]
-    kind = sharding.resolve_distributed(spec.training.distributed, world)
-    layout = sharding.for_run(kind, trainable.model)
-    prepared = layout.prepare(accelerator, trainable.model)
-    params = layout.trainable_after_prepare(trainable.model, trainable.params)
-    extra_loss = trainable.extra_loss
-    if isinstance(layout, sharding.FusionSharded):
-        weight = trainable.host.fusion_state.config.regularization_weight
-        extra_loss = lambda: sharding.sharded_regularization(layout.units, weight)  # noqa: E731
+    layout, prepared = sharding.prepare_training(spec.training.distributed, accelerator, trainable)
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
     trainer = Trainer(
         accelerator,
         prepared,
-        params,
+        trainable.params,
         causal_lm_loss,
         Collator.for_tokenizer(tokenizer, padding_side="right"),
         run,
-        extra_loss=extra_loss,
+        extra_loss=trainable.extra_loss,
         progress=session.progress,
         stop=session.stop,
         extra_state=trainable.extra_state,

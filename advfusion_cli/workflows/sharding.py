@@ -124,9 +124,6 @@ class Replicated:
     def prepare(self, accelerator, model: nn.Module) -> nn.Module:
         return accelerator.prepare(model)
 
-    def trainable_after_prepare(self, model: nn.Module, named: dict) -> dict:
-        return named
-
     def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
         return named
 
@@ -173,11 +170,6 @@ class FusionSharded(Replicated):
         # them reshard after forward (a root unit would keep its parameters gathered).
         fully_shard(model, mesh=mesh, ignored_params=frozen)
         return model
-
-    def trainable_after_prepare(self, model: nn.Module, named: dict) -> dict:
-        """fully_shard replaces the parameter objects; look them up again by name."""
-        current = dict(model.named_parameters())
-        return {name: current[name] for name in named}
 
     def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
         """Whole weights on the main process ({} elsewhere); every process must call it."""
@@ -253,6 +245,24 @@ def for_run(kind: str, model: nn.Module) -> Replicated:
             return FusionSharded(units)
         return Replicated(DDP)  # adapter / LoRA stages: small, run as DDP (documented)
     return Replicated(kind)
+
+
+def prepare_training(requested: str, accelerator, trainable) -> tuple[Replicated, nn.Module]:
+    """Prepare a run's model for this launch: (layout, the model to call).
+
+    Under FSDP the `Trainable` is updated in place: its `params` become the sharded
+    parameters (fully_shard replaces the objects) and its `extra_loss` the sharded W_V
+    regularizer, so everything after this sees the tensors that train.
+    """
+    kind = resolve_distributed(requested, accelerator.num_processes)
+    layout = for_run(kind, trainable.model)
+    prepared = layout.prepare(accelerator, trainable.model)
+    if isinstance(layout, FusionSharded):
+        current = dict(trainable.model.named_parameters())
+        trainable.params = {name: current[name] for name in trainable.params}
+        weight = trainable.host.fusion_state.config.regularization_weight
+        trainable.extra_loss = lambda: sharded_regularization(layout.units, weight)
+    return layout, prepared
 
 
 def sharded_regularization(units: list[nn.Module], weight: float) -> Tensor:
