@@ -170,6 +170,7 @@ def test_adv_fuse_command_under_fsdp_finishes_and_exports_a_loadable_fusion(pari
     run = run_dirs(parity_runs / "workdir")["advfusion-ruby"]
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert json.loads((run / "env.json").read_text())["num_processes"] == 2
+    assert json.loads((run / "summary.json").read_text())["distributed"] == "fsdp"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for phase in {m["phase"] for m in metrics}:
         steps = [m["step"] for m in metrics if m["phase"] == phase and "loss" in m]
@@ -198,3 +199,29 @@ def test_kill_9_of_one_process_then_rerun_resumes_to_the_uninterrupted_result(
     assert [m["step"] for m in steps if "loss" in m] == [1, 2, 3, 4]
     uninterrupted = load_file(str(parity_runs / "fsdp-adapterfusion.safetensors"))
     assert max_difference(load_file(str(tmp_path / "resumed.safetensors")), uninterrupted) == 0
+
+
+@pytest.mark.slow
+def test_auto_follows_an_fsdp_launcher_and_bf16_autocast_trains(cli_world, tmp_path):
+    """`accelerate launch` with the launcher's FSDP switch on and training.distributed left at
+    auto: the fusion is sharded (advfusion's own FSDP, not accelerate's), under bf16 autocast."""
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    args = common(cli_world, tmp_path, 3, "fuse", "--langs", "java,ruby")
+    args += ["--set", "training.precision=bf16"]
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines"]
+    command += ["1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "advfusion_cli"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.update(OMP_NUM_THREADS="1", ACCELERATE_USE_FSDP="true")
+    done = subprocess.run(command + args, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = run_dirs(tmp_path)
+    run = runs["adapterfusion-ruby"]
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert json.loads((run / "summary.json").read_text())["distributed"] == "fsdp"
+    for language in ("java", "ruby"):  # the adapters trained first, as DDP
+        summary = json.loads((runs[f"task-adapter-{language}"] / "summary.json").read_text())
+        assert summary["distributed"] == "ddp"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics if "loss" in m)
+    assert load_file(str(run / "final" / "fusion.safetensors"))

@@ -95,6 +95,7 @@ class RunOutcome:
     resumed: bool = False
     phases: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # this session, in seconds
+    distributed: str = "none"  # none | ddp | fsdp: how this session's processes trained
 
 
 # run_phases(trainer, trainable, phases) -> results; the workflow's own schedule.
@@ -362,6 +363,7 @@ def _train(
         trainable_params=trainable_count,
         total_params=total_count,
         resumed=any(r.resumed_from for r in results),
+        distributed=layout.kind,
     )
     export_started = time.perf_counter()
     with layout.unsharded(prepared):  # the export reads whole tensors on the main process
@@ -412,6 +414,7 @@ def _summary(outcome: RunOutcome) -> dict:
         "timings": outcome.timings,
         "best_eval_loss": outcome.best_eval_loss,
         "peak_memory_mb": round(outcome.peak_memory_mb, 1),
+        "distributed": outcome.distributed,
         "final": str(outcome.final),
         "store": str(outcome.store) if outcome.store else None,
         "phases": outcome.phases,
