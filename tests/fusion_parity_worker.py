@@ -54,15 +54,7 @@ def shard_counts(params, optimizer_state) -> dict:
         "local_params": local,
         "total_params": total,
         "local_moments": moments,
-        "rss_kb": _rss_kb(),
     }
-
-
-def _rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def parity(accelerator, out: Path, adapters) -> None:

@@ -116,8 +116,6 @@ class _GatheredOptimizer:
 class Replicated:
     """One process, or DDP: every process holds the whole state; nothing to gather."""
 
-    kind = DDP
-
     def __init__(self, kind: str = DDP):
         self.kind = kind
 
