@@ -257,6 +257,11 @@ class TrainingSpec(StrictModel):
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Clip the gradient norm to this; null = no clipping."
     )
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Several processes: ddp = whole fusion on each; fsdp = fusion sharded "
+        "(FSDP2); auto = fsdp if the accelerate config asks for FSDP, else ddp.",
+    )
 
     @model_validator(mode="after")
     def _one_of_each_pair(self):

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from advfusion_cli.workflows import atomic
+from advfusion_cli.workflows.sharding import copy_full_into
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -96,9 +97,8 @@ def load_weights_into(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
             f"Checkpoint {path} does not match the trainable parameters "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
         )
-    with torch.no_grad():
-        for name, param in named.items():
-            param.copy_(saved[name].to(param.device, param.dtype))
+    for name, param in named.items():
+        copy_full_into(param, saved[name])
 
 
 def checkpoint_name(step: int) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, stages
+from advfusion_cli.workflows import atomic, sharding, stages
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
@@ -73,10 +73,11 @@ def open_session(precision: str) -> Session:
         precision = "bf16" if bf16 else "fp32"
     # cpu=True on machines without CUDA: under torchrun/`accelerate launch --multi_gpu` that
     # selects accelerate's multi-CPU (gloo) mode instead of N unrelated processes.
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if precision == "bf16" else "no",
-    )
+    with sharding.without_launcher_fsdp():  # FSDP is applied per run (workflows/sharding.py)
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision="bf16" if precision == "bf16" else "no",
+        )
     return Session(accelerator, PhaseProgress(stderr_console()))
 
 
@@ -94,6 +95,7 @@ class RunOutcome:
     resumed: bool = False
     phases: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # this session, in seconds
+    distributed: str = "none"  # none | ddp | fsdp: how this session's processes trained
 
 
 # run_phases(trainer, trainable, phases) -> results; the workflow's own schedule.
@@ -202,6 +204,7 @@ def execute_run(
     if run_plan.state == REUSE or (run_plan.state != RETRAIN and run.is_finished()):
         return reuse(run_plan, session)
     accelerator = session.accelerator
+    sharding.resolve_distributed(run_plan.spec.training.distributed, accelerator.num_processes)
     lock = RunLock(run) if session.is_main else None
     if lock is not None:
         lock.acquire()
@@ -329,7 +332,7 @@ def _train(
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]
-    prepared = accelerator.prepare(trainable.model)
+    layout, prepared = sharding.prepare_training(spec.training.distributed, accelerator, trainable)
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
     trainer = Trainer(
         accelerator,
@@ -343,6 +346,7 @@ def _train(
         stop=session.stop,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
+        sharding=layout,
     )
     training_started = time.perf_counter()
     with session.stop:
@@ -359,11 +363,13 @@ def _train(
         trainable_params=trainable_count,
         total_params=total_count,
         resumed=any(r.resumed_from for r in results),
+        distributed=layout.kind,
     )
     export_started = time.perf_counter()
-    if session.is_main:
-        atomic.publish_dir(trainable.export, run.final)
-    accelerator.wait_for_everyone()
+    with layout.unsharded(prepared):  # the export reads whole tensors on the main process
+        if session.is_main:
+            atomic.publish_dir(trainable.export, run.final)
+        accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started
     outcome.timings = {key: round(value, 3) for key, value in timings.items()}
@@ -408,6 +414,7 @@ def _summary(outcome: RunOutcome) -> dict:
         "timings": outcome.timings,
         "best_eval_loss": outcome.best_eval_loss,
         "peak_memory_mb": round(outcome.peak_memory_mb, 1),
+        "distributed": outcome.distributed,
         "final": str(outcome.final),
         "store": str(outcome.store) if outcome.store else None,
         "phases": outcome.phases,

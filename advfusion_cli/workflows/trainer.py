@@ -36,6 +36,7 @@ from advfusion_cli.workflows.batching import (
 from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
+from advfusion_cli.workflows.sharding import Replicated
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
 LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
@@ -137,6 +138,7 @@ class Trainer:
         stop: StopRequest | None = None,
         extra_state: Callable[[], dict] | None = None,
         load_extra_state: Callable[[dict], None] | None = None,
+        sharding: Replicated | None = None,
     ):
         self.accelerator = accelerator
         self.model = model
@@ -149,6 +151,7 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.extra_state = extra_state or dict
         self.load_extra_state = load_extra_state or (lambda state: None)
+        self.sharding = sharding or Replicated()  # whole or FSDP-sharded trainable state
         self.world = accelerator.num_processes
         self.rank = accelerator.process_index
         self.is_main = accelerator.is_main_process
@@ -303,14 +306,16 @@ class Trainer:
         return float(totals[0] / totals[1]) if totals[1] > 0 else None
 
     def _evaluate_and_keep_best(self, phase: Phase, pos: ckpt.LoopPosition) -> None:
-        eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
+        with self.sharding.unsharded(self.model):  # FSDP: no collectives per eval batch
+            eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
         if eval_loss is None:
             return
         improved = pos.best_eval_loss is None or eval_loss < pos.best_eval_loss
         if improved:
             pos.best_eval_loss, pos.best_step = eval_loss, pos.step
+            weights = self.sharding.full_weights(self.trainable)  # every process joins
             if self.is_main:
-                ckpt.save_weights(self._best_file(phase), self.trainable)
+                ckpt.save_weights(self._best_file(phase), weights)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             record = {"phase": phase.name, "step": pos.step, "eval_loss": round(eval_loss, 6)}
@@ -340,10 +345,12 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         tmp = ckpt.pending(parent, name)
         ckpt.write_rng(tmp, self.rank)
+        weights = self.sharding.full_weights(self.trainable)  # every process joins
+        optimizer = self.sharding.full_optimizer(optimizer)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             extra = self.extra_state()
-            ckpt.write_main_state(tmp, self.trainable, optimizer, scheduler, pos, extra)
+            ckpt.write_main_state(tmp, weights, optimizer, scheduler, pos, extra)
             ckpt.publish(tmp, parent, name)
             ckpt.prune(parent, keep)
         self.accelerator.wait_for_everyone()
@@ -351,7 +358,8 @@ class Trainer:
     def _restore(self, folder: Path, optimizer, scheduler) -> ckpt.LoopPosition:
         ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, self.trainable)
         state = ckpt.read_state(folder)
-        optimizer.load_state_dict(state["optimizer"])
+        params = list(self.trainable.values())
+        optimizer.load_state_dict(self.sharding.local_optimizer_state(state["optimizer"], params))
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)
