@@ -14,6 +14,7 @@ import torch
 from advfusion_cli.data.encoding import Collator, DroppedExample, encode_example
 from advfusion_cli.data.records import TaskExample
 from advfusion_cli.errors import UserError
+from advfusion_cli.inference.precision import inference_autocast
 
 
 @torch.no_grad()
@@ -23,6 +24,7 @@ def fusion_attention(
     *,
     batch_size: int = 8,
     on_batch: Callable[[int], None] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> dict:
     """{adapters, places, layers, mean [layer][place][adapter], tokens, items} on `examples`."""
     host = loaded.host
@@ -56,10 +58,14 @@ def fusion_attention(
             chunk = features[start : start + batch_size]
             batch = collate(chunk)
             record.token_mask = batch["completion_mask"].to(device)  # (B, T): answer tokens
-            model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            )
+            with inference_autocast(autocast, device.type):
+                # One teacher-forced pass: a KV cache would only hold (layers x B x T x H)
+                # keys and values that nothing reads.
+                model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    use_cache=False,
+                )
             if on_batch is not None:
                 on_batch(len(chunk))
     mean = record.mean()  # (layers, places, N)
