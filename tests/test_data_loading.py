@@ -410,7 +410,6 @@ def test_hub_xcodeeval_joins_the_raw_files(fake_hub):
     assert fake_hub[-1][1] == [  # the files themselves, chosen from the listing
         "problem_descriptions.jsonl",
         "program_synthesis/train/train_000.jsonl",
-        "program_synthesis/validation/prog_syn_val.jsonl",  # read with train (carve-out check)
         "unittest_db.json",
     ]
     assert sorted(e.id for e in data) == ["u-rb-rev", "u-rb-sum", "u-rb-sum-wrong"]

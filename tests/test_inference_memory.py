@@ -1,6 +1,6 @@
 """Memory at scale, checked on tiny models: the chunked (logits-free) loss equals the plain
 loss and its gradients, and is chosen when vocabulary x tokens is large; the fusion
-attention pass runs without a KV cache."""
+attention pass runs without a KV cache and keeps only the last position's logits."""
 
 from __future__ import annotations
 
@@ -148,3 +148,4 @@ def test_fusion_attention_pass_runs_without_kv_cache(tmp_path):
     items = [TaskExample(f"e{i}", "code-translation", "ruby", "x = 1\n", "y\n") for i in range(3)]
     fusion_attention(loaded, items, batch_size=2)
     assert len(calls) == 2 and all(call.get("use_cache") is False for call in calls)
+    assert all(call.get("logits_to_keep") == 1 for call in calls)  # no (B, T, V) logits

@@ -16,6 +16,7 @@ from test_evaluate_support import make_model, training_args, write_translation
 
 from advfusion_cli.data import load_task, sources
 from advfusion_cli.data.tasks.xcodeeval import carved_problems, file_language, select_hub_files
+from advfusion_cli.errors import UserError
 from advfusion_cli.spec.schema import DataSpec
 from advfusion_cli.workflows.task_data import load_examples
 
@@ -46,7 +47,7 @@ def test_files_are_chosen_by_split_and_language_from_the_listing():
     assert file_language("program_synthesis/train/train_000.jsonl") is None
     assert file_language("program_synthesis/validation/prog_syn_val.jsonl") is None
 
-    python_train = select_hub_files(LISTING, ("train",), frozenset({"python"}))
+    python_train = select_hub_files(LISTING, ("train", "validation"), frozenset({"python"}))
     assert python_train == [
         "problem_descriptions.jsonl",
         "program_synthesis/train/Python/part-000.jsonl",
@@ -100,10 +101,23 @@ def per_language_hub(monkeypatch, tmp_path):
 
 def test_a_hub_load_fetches_only_the_requested_languages_files(per_language_hub):
     data = load_task("code-generation", "hub:NTU-NLP-sg/xCodeEval", "ruby", "train")
-    (files,) = per_language_hub
-    train_files = [f for f in files if f.startswith("program_synthesis/train/")]
-    assert train_files == ["program_synthesis/train/train_Ruby_000.jsonl"]
+    assert per_language_hub[-1] == [
+        "problem_descriptions.jsonl",
+        "program_synthesis/train/train_Ruby_000.jsonl",
+        "unittest_db.json",
+    ]
     assert sorted(e.id for e in data) == ["u-rb-rev", "u-rb-sum", "u-rb-sum-wrong"]
+    # with the training carve-out, validation is read with train (it decides the carve-out)
+    load_task("code-generation", "hub:", "ruby", "train", validation_fraction=0.05, split_seed=3)
+    assert per_language_hub[-1] == [
+        "problem_descriptions.jsonl",
+        "program_synthesis/train/train_Ruby_000.jsonl",
+        "program_synthesis/validation/prog_syn_val.jsonl",
+        "unittest_db.json",
+    ]
+    with pytest.raises(UserError):  # this repository has no test file: nothing to read
+        load_task("code-generation", "hub:", "ruby", "test")
+    assert not any("/train/" in f for f in per_language_hub[-1])
 
 
 def test_training_validation_is_a_grouped_carve_out_of_train_with_targets():

@@ -30,7 +30,7 @@ CHUNK_ELEMENTS = 1 << 25  # logits elements per chunk (128 MiB fp32)
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The transformers model inside DDP / peft wrappers."""
     while True:
         if hasattr(model, "module") and isinstance(model.module, nn.Module):
@@ -46,7 +46,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def output_head(model: nn.Module) -> tuple[nn.Module, str, nn.Module] | None:
     """(owner, attribute, head) of a plain linear output head, or None if it is anything else."""
-    base = _unwrap(model)
+    base = unwrap_model(model)
     getter = getattr(base, "get_output_embeddings", None)
     head = getter() if callable(getter) else None
     if head is None or not isinstance(head, nn.Linear):
@@ -107,6 +107,7 @@ def chunked_loss(
     targets = labels[:, 1:].reshape(-1).to(hidden.device)  # (B*(T-1),)
     keep = targets != IGNORE_INDEX
     hidden, targets = hidden[keep], targets[keep]  # (N, H), (N,)
+    hidden = hidden.to(head.weight.dtype)  # as the head received it inside the forward
     step = max(1, chunk_elements // head.out_features)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], step):

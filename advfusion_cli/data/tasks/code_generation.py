@@ -84,16 +84,16 @@ def hub_patterns(request: LoadRequest, options: CodeGenerationOptions):
     """Chooses from the repository listing: only the wanted splits' and languages' files."""
 
     def select(listing: list[str]) -> list[str]:
-        return select_hub_files(listing, request.splits, request.languages)
+        return select_hub_files(listing, _read_splits(request, options), request.languages)
 
     return select
 
 
-def _read_splits(request: LoadRequest) -> tuple[str, ...]:
-    """Train and validation are read together: whether validation is carved out of train
-    depends on both, and so does what is left of train."""
+def _read_splits(request: LoadRequest, options: CodeGenerationOptions) -> tuple[str, ...]:
+    """With a carve-out asked for, train and validation are read together: whether validation
+    is carved out of train depends on both, and so does what is left of train."""
     wanted = set(request.splits)
-    if wanted & {"train", "validation"}:
+    if options.validation_fraction > 0 and wanted & {"train", "validation"}:
         wanted |= {"train", "validation"}
     return tuple(s for s in SPLITS if s in wanted)
 
@@ -110,7 +110,7 @@ def read(
     seen_languages: set[str] = set()
     solved: dict[str, set[str]] = {"train": set(), "validation": set()}  # split -> src_uids
     for split, row, problem, solution, error in iter_xcodeeval(
-        root, _read_splits(request), options.problems_split, diagnostics
+        root, _read_splits(request, options), options.problems_split, diagnostics
     ):
         if error is not None:
             diagnostics.malformed(error, row.where)

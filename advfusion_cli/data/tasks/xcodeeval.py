@@ -231,14 +231,11 @@ def select_hub_files(
     """The files of a hub listing that a load of `splits` x `languages` reads.
 
     The problem descriptions and unit tests, and the `program_synthesis/<split>/` row files
-    of the wanted splits (train and validation together: the validation carve-out needs
-    train, and train loses the carved problems); a file named after one language is taken
-    only if that language is wanted. Mixed-language shards (the official train layout,
-    `train_000.jsonl` ... `train_110.jsonl`) cannot be told apart by name and are all taken.
+    of `splits`; a file named after one language is taken only if that language is wanted.
+    Mixed-language shards (the official train layout, `train_000.jsonl` ...
+    `train_110.jsonl`) cannot be told apart by name and are all taken.
     """
     wanted = set(splits)
-    if wanted & {"train", "validation"}:
-        wanted |= {"train", "validation"}
     chosen = [f for f in listing if f in METADATA_FILES]
     for path in listing:
         parts = path.split("/")
