@@ -5,8 +5,6 @@ out-of-memory and gives the un-failed outputs; inference autocasts only on CUDA.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from test_evaluate_support import make_model, write_translation
@@ -43,8 +41,8 @@ def base(tmp_path_factory):
 
 
 def request(**more) -> EvalRequest:
-    decoding = DecodingSettings(max_new_tokens=12, batch_size=3)
-    return EvalRequest(limit=9, decoding=decoding, execute=False, **more)
+    decoding = DecodingSettings(max_new_tokens=8, batch_size=2)
+    return EvalRequest(limit=6, decoding=decoding, execute=False, **more)
 
 
 class Killed(Exception):
@@ -54,7 +52,8 @@ class Killed(Exception):
 def test_interrupted_evaluation_resumes_and_ends_identical(base, tmp_path, monkeypatch):
     whole = evaluate(RunRef("base", target="ruby"), request(), spec=base, out=tmp_path / "whole")
     expected = (whole.folder / "predictions.jsonl").read_text()
-    assert whole.record["generation"]["resumed_items"] == 0
+    assert whole.record["generation"] == {"batch_size": 2, "oom_backoffs": 0, "resumed_items": 0}
+    assert whole.record["precision"] == "none"  # CPU: the unchanged fp32 path
     assert not (whole.folder / JOURNAL_FILE).exists()  # removed once metrics.json is written
 
     # Die right after the second batch reached the journal, like a kill between batches.
@@ -74,7 +73,7 @@ def test_interrupted_evaluation_resumes_and_ends_identical(base, tmp_path, monke
     monkeypatch.setattr(GenerationJournal, "append", real_append)
     assert not (folder / "metrics.json").exists() and not (folder / "predictions.jsonl").exists()
     lines = (folder / JOURNAL_FILE).read_text().splitlines()
-    assert len(lines) == 1 + 6  # header + two batches of 3
+    assert len(lines) == 1 + 4  # header + two batches of 2
     with (folder / JOURNAL_FILE).open("a") as handle:  # a kill in the middle of a write
         handle.write('{"index": 0, "id": "x", "texts": ["half')
 
@@ -86,8 +85,8 @@ def test_interrupted_evaluation_resumes_and_ends_identical(base, tmp_path, monke
 
     monkeypatch.setattr(GenerationJournal, "append", counting_append)
     resumed = evaluate(RunRef("base", target="ruby"), request(), spec=base, out=folder)
-    assert resumed.record["generation"]["resumed_items"] == 6
-    assert len(generated) == resumed.record["n_items"] - 6  # only the missing items
+    assert resumed.record["generation"]["resumed_items"] == 4
+    assert len(generated) == resumed.record["n_items"] - 4 == 2  # only the missing items
     assert (folder / "predictions.jsonl").read_text() == expected
     assert resumed.record["scores"] == whole.record["scores"]
     assert not (folder / JOURNAL_FILE).exists()
@@ -130,13 +129,13 @@ def tiny(tmp_path_factory):
 def _examples():
     from advfusion_cli.data.records import TaskExample
 
-    prompts = ["def add(a, b):\n", "x = 1\n", "print(2)\n", "class A:\n", "y", "import os\n", "z"]
+    prompts = ["def add(a, b):\n", "x = 1\n", "print(2)\n", "class A:\n", "y"]
     return [TaskExample(f"e{i}", "code-generation", "python", p, "") for i, p in enumerate(prompts)]
 
 
 def test_out_of_memory_halves_the_batch_and_gives_the_unfailed_outputs(tiny, monkeypatch):
     model, tokenizer = tiny
-    settings = DecodingSettings(max_new_tokens=8, batch_size=4)  # greedy: batch-independent
+    settings = DecodingSettings(max_new_tokens=6, batch_size=4)  # greedy: batch-independent
     unfailed = generate_completions(model, tokenizer, _examples(), settings, StopRule())
 
     real_generate = model.generate
@@ -211,10 +210,3 @@ def test_generation_runs_under_the_autocast_it_is_given(tiny, monkeypatch):
         model, tokenizer, _examples()[:2], settings, StopRule(), autocast=torch.bfloat16
     )
     assert seen == [False, True]
-
-
-def test_metrics_record_precision_and_generation(base, tmp_path):
-    result = evaluate(RunRef("base", target="ruby"), request(), spec=base, out=tmp_path)
-    assert result.record["precision"] == "none"  # CPU: unchanged fp32 path
-    assert result.record["generation"] == {"batch_size": 3, "oom_backoffs": 0, "resumed_items": 0}
-    assert json.loads((tmp_path / "metrics.json").read_text())["precision"] == "none"
