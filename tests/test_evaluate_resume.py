@@ -210,3 +210,26 @@ def test_generation_runs_under_the_autocast_it_is_given(tiny, monkeypatch):
         model, tokenizer, _examples()[:2], settings, StopRule(), autocast=torch.bfloat16
     )
     assert seen == [False, True]
+
+
+def test_a_resumed_sampled_generation_draws_what_an_unbroken_one_draws(tiny):
+    model, tokenizer = tiny
+    settings = DecodingSettings(max_new_tokens=6, batch_size=2, n=2, temperature=1.0, seed=9)
+    unbroken = generate_completions(model, tokenizer, _examples(), settings, StopRule())
+    journaled = {}
+
+    def keep_first(finished):  # the first batch reaches the journal, then the process dies
+        if not journaled:
+            journaled.update(finished)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_completions(
+            model, tokenizer, _examples(), settings, StopRule(), on_results=keep_first
+        )
+    assert len(journaled) == 2
+    resumed = generate_completions(
+        model, tokenizer, _examples(), settings, StopRule(), done=journaled
+    )
+    assert [c.texts for c in resumed] == [c.texts for c in unbroken]
+    assert len({t for c in unbroken for t in c.texts}) > 2  # really sampled
