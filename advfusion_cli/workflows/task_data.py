@@ -29,6 +29,8 @@ def task_options(data: DataSpec) -> dict[str, Any]:
             "exec_outcome": "PASSED" if data.exec_outcome_filter else None,
             "split_seed": data.split_seed,  # the validation carve-out of train
         }
+    if data.custom is not None:
+        return data.custom.loader_options(data.split_seed)
     return {"subsets": (data.subset,)}
 
 
