@@ -38,6 +38,14 @@ def evaluate_command(
     max_new_tokens: e.MaxNewTokensOpt = 512,
     execute: e.ExecuteOpt = True,
     workers: e.WorkersOpt = None,
+    autocast: Annotated[
+        bool,
+        typer.Option(
+            "--autocast/--no-autocast",
+            help="CUDA: generate in the training compute dtype (bf16 autocast); "
+            "--no-autocast runs adapters and fusion in fp32. CPU never autocasts.",
+        ),
+    ] = True,
     # str, not Path: Path('') would silently become '.', the current folder.
     out: Annotated[
         str | None, typer.Option("--out", help="Write here instead of <run>/evals/...")
@@ -76,6 +84,7 @@ def evaluate_command(
         ),
         execute=execute,
         workers=workers,
+        autocast=autocast,
         out=None if out is None else folder_option(out, "--out"),
         force=force,
         base_flags=c.common_flags(model, data, task, quantization, workdir, None)

@@ -33,6 +33,7 @@ def run_evaluate(
     execute: bool,
     workers: int | None,
     out: Path | None,
+    autocast: bool = True,
     force: bool,
     base_flags: dict,
     spec_path: Path | None,
@@ -54,6 +55,7 @@ def run_evaluate(
         decoding=settings,
         execute=execute,
         workers=workers,
+        autocast=autocast,
         force=force,
     )
     workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR

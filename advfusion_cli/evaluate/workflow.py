@@ -20,9 +20,16 @@ from pathlib import Path
 
 from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.execution import ExecutionCache, execute_candidates
+from advfusion_cli.evaluate.journal import GenerationJournal, journal_key
 from advfusion_cli.evaluate.progress import NullEvalProgress
 from advfusion_cli.evaluate.structure import structure_scores
-from advfusion_cli.inference.generation import DecodingSettings, generate_completions
+from advfusion_cli.inference.generation import (
+    DecodingSettings,
+    GenerationStats,
+    generate_completions,
+)
+from advfusion_cli.inference.precision import autocast_dtype
+from advfusion_cli.inference.precision import describe as describe_precision
 from advfusion_cli.inference.resolve import RunRef
 from advfusion_cli.inference.task_rules import executes_tests, task_stop_rule
 from advfusion_cli.spec.schema import JobSpec
@@ -46,6 +53,7 @@ class EvalRequest:
     execute: bool = True  # run code-generation candidates in the sandbox (pass@k)
     workers: int | None = None  # sandbox processes; None = up to 4
     attention: bool = True  # fusion runs: record fusion attention on the test items
+    autocast: bool = True  # CUDA: run in the training compute dtype (bf16 autocast)
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -60,7 +68,8 @@ class EvalRequest:
     def leaf(self) -> str:
         limit = "all" if self.limit is None else str(self.limit)
         seed = f"-seed{self.seed}" if self.seed else ""
-        return f"{self.split}-{limit}-{self.decoding.label}{seed}"
+        fp32 = "" if self.autocast else "-noautocast"
+        return f"{self.split}-{limit}-{self.decoding.label}{seed}{fp32}"
 
 
 @dataclass
@@ -173,6 +182,15 @@ def evaluate(
     started = time.perf_counter()
     progress.begin(f"{ref.method} -> {target}: generate", len(items))
     rule = task_stop_rule(data)
+    device = next(loaded.model.parameters()).device
+    autocast = autocast_dtype(spec.training.precision, device.type, enabled=request.autocast)
+    journal = GenerationJournal.open(
+        folder,
+        _journal_key(loaded, items, prompts, request, rule, data.max_prompt_tokens, autocast),
+        [item.id for item in items],
+    )
+    resumed_items = len(journal.done)
+    generation = GenerationStats(request.decoding.batch_size)
     completions = generate_completions(
         loaded.model,
         loaded.tokenizer,
@@ -181,6 +199,10 @@ def evaluate(
         rule,
         max_prompt_tokens=data.max_prompt_tokens,
         on_batch=progress.advance,
+        done=journal.done,
+        on_results=journal.append,
+        autocast=autocast,
+        stats=generation,
     )
     progress.end()
     timings["generation_s"] = round(time.perf_counter() - started, 3)
@@ -202,7 +224,11 @@ def evaluate(
         started = time.perf_counter()
         progress.begin(f"{ref.method} -> {target}: fusion attention", len(items))
         attention = fusion_attention(
-            loaded, items, batch_size=request.decoding.batch_size, on_batch=progress.advance
+            loaded,
+            items,
+            batch_size=request.decoding.batch_size,
+            on_batch=progress.advance,
+            autocast=autocast,
         )
         progress.end()
         timings["attention_s"] = round(time.perf_counter() - started, 3)
@@ -226,6 +252,8 @@ def evaluate(
         "truncated_prompts": sum(c.truncated_prompt for c in completions),
         "mean_new_tokens": _mean([n for c in completions for n in c.new_tokens]),
         "timings": timings,
+        "precision": describe_precision(autocast),
+        "generation": {**generation.to_dict(), "resumed_items": resumed_items},
         "provenance": _provenance(loaded, spec),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,7 +261,28 @@ def evaluate(
     if attention is not None:
         atomic.write_json(folder / ATTENTION_FILE, attention)
     atomic.write_json(folder / METRICS_FILE, record)  # last: its presence marks a finished eval
+    journal.remove()
     return EvaluationResult(folder, record)
+
+
+def _journal_key(loaded, items, prompts, request, rule, max_prompt_tokens, autocast) -> str:
+    """Same key -> the journal's generations are what this evaluation would generate."""
+    from advfusion_cli.evaluate.examples import ids_digest
+
+    prompt_digest = hashlib.sha256()
+    for prompt in prompts:
+        prompt_digest.update(hashlib.sha256(prompt.prompt.encode("utf-8")).digest())
+    return journal_key(
+        {
+            "items": ids_digest(items),
+            "prompts": prompt_digest.hexdigest(),
+            "decoding": request.decoding.to_dict(),
+            "stop_rule": rule.description,
+            "max_prompt_tokens": max_prompt_tokens,
+            "precision": describe_precision(autocast),
+            "model": loaded.provenance(),
+        }
+    )
 
 
 def _load(ref: RunRef, spec: JobSpec):

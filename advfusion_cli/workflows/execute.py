@@ -107,17 +107,17 @@ def causal_lm_loss(
     model: nn.Module, batch: dict[str, Tensor], train: bool
 ) -> tuple[Tensor, Tensor]:
     """Mean next-token loss over the labelled positions (training labels, or the completion
-    only for evaluation), and how many positions were counted."""
+    only for evaluation), and how many positions were counted. Large vocabulary x tokens
+    takes the chunked path (workflows.lm_loss) instead of materialising all logits."""
     from advfusion_cli.data.encoding import IGNORE_INDEX, completion_only_labels
+    from advfusion_cli.workflows.lm_loss import next_token_loss
 
     labels = batch["labels"]
     if not train:
         labels = completion_only_labels(labels, batch["completion_mask"])
-    output = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
-    )
+    loss = next_token_loss(model, batch["input_ids"], batch["attention_mask"], labels)
     counted = (labels[:, 1:] != IGNORE_INDEX).sum()
-    return output.loss, counted
+    return loss, counted
 
 
 def loop_settings(run_plan: RunPlan, phase: PhasePlan, n_train: int, world: int) -> LoopSettings:

@@ -332,6 +332,10 @@ def render(plan: Plan, console: Console) -> None:
         store = _relative(run_plan.store, root) if run_plan.store is not None else "-"
         table.add_row(run_plan.run.id, what, state, phases, data, store)
     console.print(table)
+    from advfusion_cli.workflows.plan_notes import keep_best_notes
+
+    for note in keep_best_notes(plan):
+        console.print(note, markup=False)
     training = plan.spec.training
     console.print(
         f"batch {training.batch_size} x grad-accum {training.grad_accum} x {plan.world_size} "

@@ -25,7 +25,10 @@ def task_options(data: DataSpec) -> dict[str, Any]:
     if data.task == "commit-message":
         return {"seed": data.split_seed}
     if data.task == "code-generation":
-        return {"exec_outcome": "PASSED" if data.exec_outcome_filter else None}
+        return {
+            "exec_outcome": "PASSED" if data.exec_outcome_filter else None,
+            "split_seed": data.split_seed,  # the validation carve-out of train
+        }
     if data.custom is not None:
         return data.custom.loader_options(data.split_seed)
     return {"subsets": (data.subset,)}
@@ -44,7 +47,12 @@ def _load(data_json: str, language: str) -> dict[str, tuple]:
     from advfusion_cli.data import load_task
 
     data = DataSpec.model_validate_json(data_json)
-    loaded = load_task(data.task, data.source, [language], SPLITS, **task_options(data))
+    options = task_options(data)
+    if data.task == "code-generation":  # eval loss needs targets: carve them out of train
+        from advfusion_cli.data.tasks.code_generation import TRAINING_VALIDATION_FRACTION
+
+        options["validation_fraction"] = TRAINING_VALIDATION_FRACTION
+    loaded = load_task(data.task, data.source, [language], SPLITS, **options)
     by_split = {split: [e for e in loaded.examples if e.split == split] for split in SPLITS}
     if not by_split["train"]:
         raise UserError(f"No {data.task} training examples for '{language}' in {data.source}.")
