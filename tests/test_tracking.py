@@ -1,0 +1,152 @@
+"""Watching runs: experiment trackers (TensorBoard offline, read back with TensorBoard's own event
+reader) and early stopping, through the real CLI on the tiny Llama of test_workflow_cli."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+
+import pytest
+from conftest import one_line_error
+from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
+
+from advfusion_cli.workflows import tracking, trainer
+
+STEP_KEYS = {
+    "loss": "train/loss",
+    "lr": "train/learning_rate",
+    "tokens_per_s": "train/tokens_per_s",
+    "peak_memory_mb": "train/peak_memory_mb",
+    "epoch": "train/epoch",
+    "regularizer": "train/fusion_regularizer",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_model_dir):
+    """(model folder with tokenizer, data folder), as in test_workflow_cli."""
+    root = tmp_path_factory.mktemp("track")
+    model = root / "model"
+    shutil.copytree(tiny_model_dir("llama"), model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
+    make_tokenizer(model)
+    write_commits(root / "commits")
+    return model, root / "commits"
+
+
+def scalars(event_dir) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] as TensorBoard shows them (its reader, restart purges applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    reader = EventAccumulator(str(event_dir), size_guidance={"scalars": 0})
+    reader.Reload()
+    return {
+        tag: [(event.step, event.value) for event in reader.Scalars(tag)]
+        for tag in reader.Tags()["scalars"]
+    }
+
+
+def metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_events_match_metrics(run, workdir, phase_steps: list[tuple[str, int]]) -> None:
+    """Every metrics.jsonl step and eval record is in TensorBoard once, at the run's global
+    step (phase offset + step), with the same value; nothing else is."""
+    found = scalars(workdir / "tensorboard" / run.name)
+    offsets, total = {}, 0
+    for phase, steps in phase_steps:
+        offsets[phase], total = total, total + steps
+    records = metrics(run)
+    steps = [r for r in records if "loss" in r]
+    evals = [r for r in records if "eval_loss" in r]
+    assert steps and evals
+    for key, tag in STEP_KEYS.items():
+        expected = [(offsets[r["phase"]] + r["step"], r[key]) for r in steps if key in r]
+        got = found.get(tag, [])
+        assert [s for s, _ in got] == [s for s, _ in expected], tag
+        for (_, value), (_, want) in zip(got, expected, strict=True):
+            assert value == pytest.approx(want, rel=1e-6, abs=1e-12), tag
+    numbers = {phase: i for i, (phase, _) in enumerate(phase_steps, start=1)}
+    assert found["train/phase"] == [
+        (offsets[r["phase"]] + r["step"], numbers[r["phase"]]) for r in steps
+    ]
+    expected_evals = [(offsets[r["phase"]] + r["step"], r["eval_loss"]) for r in evals]
+    assert [s for s, _ in found["eval/loss"]] == [s for s, _ in expected_evals]
+    for (_, value), (_, want) in zip(found["eval/loss"], expected_evals, strict=True):
+        assert value == pytest.approx(want, rel=1e-6)
+
+
+def test_train_adapters_reports_every_step_and_evaluation_to_tensorboard(cli, world, tmp_path):
+    result = cli(
+        *common(world, tmp_path, 6, "train-adapters", "--langs", "ruby"),
+        "--report-to",
+        "tensorboard",
+    )
+    assert result.exit_code == 0, result.stderr
+    run = run_dirs(tmp_path)["task-adapter-ruby"]
+    assert_events_match_metrics(run, tmp_path, [("adapter", 6)])
+    state = json.loads((run / tracking.STATE_FILE).read_text())
+    assert state["trackers"] == ["tensorboard"]
+    # the resolved job spec is the run's config (TensorBoard: hparams.yml beside the events)
+    (config_file,) = (tmp_path / "tensorboard" / run.name).glob("*/hparams.yml")
+    config = config_file.read_text()
+    assert f"run.id: {run.name}" in config and "training.max_steps: 6" in config
+
+
+def test_adv_fuse_reports_both_phases_and_resumes_without_duplicated_steps(cli, world, tmp_path):
+    args = [
+        *common(world, tmp_path, 6, "adv-fuse", "--langs", "java,ruby"),
+        "--report-to",
+        "tensorboard",
+    ]
+    args += ["--set", "training.save_every_steps=1"]
+
+    def interrupt(phase, step):
+        if (phase, step) == ("phase2-restored", 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.AFTER_STEP_HOOKS.append(interrupt)
+    try:
+        stopped = cli(*args)
+    finally:
+        trainer.AFTER_STEP_HOOKS.remove(interrupt)
+    assert stopped.exit_code == 130, stopped.stderr
+    fusion = run_dirs(tmp_path)["advfusion-ruby"]
+    # pretend the crashed session got further than its checkpoint (as a SIGKILL leaves it)
+    shutil.rmtree(fusion / "checkpoints" / "phase2-restored" / "step-000002")
+    resumed = cli(*args)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
+    # both phases, one after the other; the second session's event file purged the first's
+    # step 2 of phase 2 (logged after the checkpoint it resumed from) and logged it again
+    assert_events_match_metrics(fusion, tmp_path, [("phase1-masked", 3), ("phase2-restored", 3)])
+    events = tmp_path / "tensorboard" / fusion.name
+    assert len(list(events.glob("events.out.tfevents.*"))) == 2
+    regularizer = scalars(events)["train/fusion_regularizer"]
+    assert [step for step, _ in regularizer] == list(range(1, 7))
+    # W_V starts at the identity (regularizer ~0) and moves away from it as the fusion trains
+    assert regularizer[0][1] < 1e-6 < regularizer[-1][1]
+    # the adapters adv-fuse trained first are tracker runs of their own, named by run id
+    for prefix in ("task-adapter-java", "task-adapter-ruby"):
+        adapter = run_dirs(tmp_path)[prefix]
+        assert_events_match_metrics(adapter, tmp_path, [("adapter", 6)])
+        assert "train/fusion_regularizer" not in scalars(tmp_path / "tensorboard" / adapter.name)
+
+
+def test_a_missing_tracker_package_is_a_one_line_error_before_any_work(cli, world, tmp_path):
+    for name, package in (("wandb", "wandb"), ("mlflow", "mlflow")):
+        result = cli(
+            *common(world, tmp_path, 2, "train-adapters", "--langs", "ruby"), "--report-to", name
+        )
+        line = one_line_error(result, "training.report_to", f"pip install {package}")
+        assert name in line
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_unknown_tracker_names_the_choices(cli, world, tmp_path):
+    result = cli(*common(world, tmp_path, 2, "train-adapters"), "--report-to", "tensorbord")
+    one_line_error(result, "training.report_to", "tensorboard, wandb, mlflow")
