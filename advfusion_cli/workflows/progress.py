@@ -164,7 +164,7 @@ class PhaseProgress(NullProgress):
 
     def note_stop(self, reason: str) -> None:
         """A phase that ends before its budget says why (early stopping)."""
-        self.console.print(f"{self._label}: {reason}", markup=False, highlight=False)
+        self._line(f"{self._label}: {reason}")
 
     def finish(self, best_eval_loss: float | None, steps: int | None = None) -> None:
         """`steps`: where the phase ended, when early stopping ended it before its budget."""
