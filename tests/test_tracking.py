@@ -150,3 +150,38 @@ def test_a_missing_tracker_package_is_a_one_line_error_before_any_work(cli, worl
 def test_unknown_tracker_names_the_choices(cli, world, tmp_path):
     result = cli(*common(world, tmp_path, 2, "train-adapters"), "--report-to", "tensorbord")
     one_line_error(result, "training.report_to", "tensorboard, wandb, mlflow")
+
+
+def test_sigkilled_run_resumes_its_tensorboard_run_without_duplicated_or_missing_steps(
+    world, tmp_path
+):
+    """A real SIGKILL (as in test_reliability_kill) lands while a checkpoint is written, after
+    steps the crashed session already sent to TensorBoard; the rerun resumes from the last
+    published checkpoint and TensorBoard shows every step once."""
+    import sys
+
+    from test_reliability_kill import (
+        checkpoint_names,
+        published_steps,
+        run_to_end,
+        start_and_kill,
+        writing_at_least,
+    )
+
+    def command(world, workdir):
+        args = common(world, workdir, 10, "train-adapters", "--langs", "ruby")
+        args += ["--report-to", "tensorboard", "--set", "training.eval_every_steps=3"]
+        return [sys.executable, "-m", "advfusion_cli", *args]
+
+    killed, code = start_and_kill(
+        world, tmp_path, lambda names: writing_at_least(names, 6), make=command
+    )
+    assert killed and code == -signal.SIGKILL
+    run = run_dirs(tmp_path)["task-adapter-ruby"]
+    sent = max(step for step, _ in scalars(tmp_path / "tensorboard" / run.name)["train/loss"])
+    resumed_from = max(published_steps(checkpoint_names(tmp_path)))
+    assert sent >= 6 and resumed_from <= sent
+    done = run_to_end(world, tmp_path, command)
+    assert "resumed" in done.stdout
+    assert_events_match_metrics(run, tmp_path, [("adapter", 10)])
+    assert len(list((tmp_path / "tensorboard" / run.name).glob("events.out.tfevents.*"))) == 2
