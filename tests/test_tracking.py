@@ -49,6 +49,14 @@ def scalars(event_dir) -> dict[str, list[tuple[int, float]]]:
     }
 
 
+def tags(event_dir) -> dict[str, list[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    reader = EventAccumulator(str(event_dir))
+    reader.Reload()
+    return reader.Tags()
+
+
 def metrics(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -130,6 +138,18 @@ def test_adv_fuse_reports_both_phases_and_resumes_without_duplicated_steps(cli, 
     assert [step for step, _ in regularizer] == list(range(1, 7))
     # W_V starts at the identity (regularizer ~0) and moves away from it as the fusion trains
     assert regularizer[0][1] < 1e-6 < regularizer[-1][1]
+    # evaluate --report-to: the scores and the fusion heatmap join the run's curves, at its
+    # last step
+    evaluated = cli(
+        "evaluate", "--run", "advfusion/ruby", "--workdir", str(tmp_path), "--limit", "3",
+        "--max-new-tokens", "8", "--report-to", "tensorboard",
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.stderr
+    record = json.loads((fusion / "evals" / "test-3-greedy-8" / "metrics.json").read_text())
+    found = scalars(events)
+    for metric, value in record["scores"].items():
+        assert found[f"test-3-greedy-8/{metric}"] == [(6, pytest.approx(value, rel=1e-6))]
+    assert "test-3-greedy-8/fusion_attention" in tags(events)["images"]
     # the adapters adv-fuse trained first are tracker runs of their own, named by run id
     for prefix in ("task-adapter-java", "task-adapter-ruby"):
         adapter = run_dirs(tmp_path)[prefix]

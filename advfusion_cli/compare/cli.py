@@ -116,8 +116,16 @@ def dry_run_table(request: CompareRequest) -> Table:
     return table
 
 
-def run_compare(*, dry_run: bool, **options) -> None:
+def run_compare(*, dry_run: bool, report_to: str | None = None, **options) -> None:
+    """`report_to`: the trainings report their curves, and every evaluation and the
+    comparison's scores and plots go to these trackers too."""
+    from advfusion_cli.workflows import tracking
+
     console = stdout_console()
+    trackers = tracking.parse_report_to(report_to)
+    if trackers:
+        tracking.check_installed(trackers)  # before any work
+        options["flags"] = {**options["flags"], "training.report_to": trackers}
     request = build_request(**options)
     if dry_run:
         console.print(dry_run_table(request))
@@ -128,6 +136,12 @@ def run_compare(*, dry_run: bool, **options) -> None:
     with interrupts_explained():
         result = compare(request)
     print_result(result, console)
+    if trackers:
+        from advfusion_cli.compare.workflow import reference_spec
+        from advfusion_cli.workflows.tracking_results import report_comparison
+
+        report_comparison(trackers, result, reference_spec(request).output.workdir)
+        console.print(f"Reported to {', '.join(trackers)}.")
 
 
 def interrupts_explained():

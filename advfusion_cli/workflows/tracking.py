@@ -53,6 +53,19 @@ EVAL_TAG = "eval/loss"
 PHASE_TAG = "train/phase"
 
 
+def parse_report_to(text: str | None) -> list[str]:
+    """`--report-to tensorboard,wandb` (or `none`) for commands without a job spec."""
+    from advfusion_cli.errors import unknown_name_error
+
+    names = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
+    if names == ["none"]:
+        return []
+    for name in names:
+        if name not in TRACKER_PACKAGES:
+            raise unknown_name_error("tracker (--report-to)", name, TRACKER_PACKAGES)
+    return list(dict.fromkeys(names))
+
+
 def check_installed(names: Sequence[str]) -> None:
     """One line naming the package to install, for the first tracker that is missing."""
     for name in names:
@@ -199,6 +212,8 @@ class RunTracker(NullRunTracker):
                 state["mlflow_run_id"] = tracker.active_run.info.run_id
         state["trackers"] = sorted(earlier | set(self.names))
         state.setdefault("started", now_iso())
+        self.state = state
+        self.last_step = max(sent_steps, int(state.get("last_step", 0)))
         atomic.write_json(run.path / STATE_FILE, state)
 
     def global_step(self, phase: str, step: int) -> int:
@@ -225,6 +240,7 @@ class RunTracker(NullRunTracker):
                 purge_tensorboard_from(tracker, self.global_step(phase, step) + 1)
 
     def _send(self, values: dict, step: int, kind: int) -> None:
+        self.last_step = max(self.last_step, step)
         for tracker in self.accelerator.trackers:
             already = self.sent.get(tracker.name)
             if already is not None and step <= already[kind]:
@@ -241,4 +257,7 @@ class RunTracker(NullRunTracker):
         self._send({EVAL_TAG: record["eval_loss"]}, step, 1)
 
     def finish(self) -> None:
+        """End the tracker run; remember its last step (evaluations log their scores there)."""
         end_trackers(self.accelerator)
+        self.state["last_step"] = self.last_step
+        atomic.write_json(self.run.path / STATE_FILE, self.state)
