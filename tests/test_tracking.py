@@ -205,3 +205,25 @@ def test_sigkilled_run_resumes_its_tensorboard_run_without_duplicated_or_missing
     assert "resumed" in done.stdout
     assert_events_match_metrics(run, tmp_path, [("adapter", 10)])
     assert len(list((tmp_path / "tensorboard" / run.name).glob("events.out.tfevents.*"))) == 2
+
+
+def test_compare_reports_trainings_evaluations_and_its_table(cli, world, tmp_path):
+    result = cli(
+        "compare", *common(world, tmp_path, 4), "--target", "ruby", "--langs", "java,ruby",
+        "--methods", "base,task-adapter", "--limit", "3", "--max-new-tokens", "8",
+        "--report-to", "tensorboard",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (folder,) = (tmp_path / "compare").iterdir()
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    board = tmp_path / "tensorboard"
+    found = scalars(board / f"compare-{folder.name}")
+    for row in rows:
+        for metric, cell in row["metrics"].items():
+            assert found[f"{row['method']}/{metric}"] == [(0, pytest.approx(cell["mean"]))]
+    assert "plots/metrics" in tags(board / f"compare-{folder.name}")["images"]
+    # the adapter's training curves and its evaluation's scores share its tracker run
+    (adapter,) = [r for r in rows if r["method"] == "task-adapter"]
+    run = tmp_path / "runs" / adapter["runs"][0]["run_id"]
+    assert_events_match_metrics(run, tmp_path, [("adapter", 4)])
+    assert any(tag.startswith("test-3-greedy-8/") for tag in scalars(board / run.name))
