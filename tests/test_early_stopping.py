@@ -16,19 +16,29 @@ from advfusion_cli.workflows import checkpoint as ckpt
 from advfusion_cli.workflows import trainer as T
 from advfusion_cli.workflows.runs import RunDir
 
+EVAL_STEPS = (2, 4, 6, 8, 9)  # every 2 steps, and the last of 9
 
-def _train_on_scripted_eval(tmp_path, eval_losses: list[float], patience: int, min_delta: float):
-    """9 steps, an evaluation every 2; the k-th evaluation reports eval_losses[k] (the fixture
-    whose eval loss rises). Returns (result, weights after each step, final weights, run)."""
+
+def _train_on_scripted_eval(
+    tmp_path, eval_losses: list[float], patience: int, min_delta: float, stop_at: int | None = None
+):
+    """9 steps, an evaluation every 2; the evaluation at EVAL_STEPS[k] reports eval_losses[k]
+    (the fixture whose eval loss rises). `stop_at`: Ctrl-C after that step (a rerun resumes).
+    Returns (result, weights after each step, final weights, run)."""
     torch.manual_seed(0)
     model = _Tiny()
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     data = [[(i * 7 + j) % 16 for j in range(6)] for i in range(14)]
-    script = iter(eval_losses)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True, exist_ok=True)
+    scripted = dict(zip(EVAL_STEPS, eval_losses, strict=False))
 
     def loss(model, batch, train):
         value, count = _loss(model, batch, train)
-        return (value, count) if train else (torch.tensor(next(script)), count)
+        if train:
+            return value, count
+        step = [r["step"] for r in run.read_metrics() if "loss" in r][-1]  # logged before eval
+        return torch.tensor(scripted[step]), count
 
     settings = T.LoopSettings(
         learning_rate=0.05,
@@ -40,13 +50,13 @@ def _train_on_scripted_eval(tmp_path, eval_losses: list[float], patience: int, m
         early_stopping_patience=patience,
         early_stopping_min_delta=min_delta,
     )
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir(parents=True)
     trainer = T.Trainer(Accelerator_cpu(), model, named, loss, _collate, run)
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
     def snapshot(phase, step):
         snapshots[step] = {n: p.detach().clone() for n, p in named.items()}
+        if step == stop_at:
+            trainer.stop.requested = True
 
     T.AFTER_STEP_HOOKS.append(snapshot)
     try:
@@ -138,3 +148,15 @@ def test_adv_fuse_stops_each_phase_early_and_records_why(cli, world, tmp_path):
     # early stopping changes what a run trains: another run id than the same spec without it
     plain = cli(*common(world, tmp_path, 12, "adv-fuse", "--langs", "java,ruby"), "--dry-run")
     assert plain.exit_code == 0 and fusion.name not in plain.stdout
+
+
+def test_a_resumed_run_stops_at_the_same_evaluation(tmp_path):
+    """The patience counter is part of the checkpoint: interrupted after the first evaluation
+    without improvement, the rerun stops at the second one, as an uninterrupted run does."""
+    losses = [1.0, 0.8, 0.85, 0.9, 0.95]
+    with pytest.raises(T.TrainingInterrupted):
+        _train_on_scripted_eval(tmp_path, losses, 2, 0.0, stop_at=6)
+    result, snapshots, _, run = _train_on_scripted_eval(tmp_path, losses, 2, 0.0)
+    assert min(snapshots) == 7  # resumed after step 6
+    assert result.steps == 8 and result.best_step == 4 and result.resumed_from == 6
+    assert result.stop_reason.startswith("early stopping at step 8/9")
