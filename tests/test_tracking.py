@@ -227,3 +227,92 @@ def test_compare_reports_trainings_evaluations_and_its_table(cli, world, tmp_pat
     run = tmp_path / "runs" / adapter["runs"][0]["run_id"]
     assert_events_match_metrics(run, tmp_path, [("adapter", 4)])
     assert any(tag.startswith("test-3-greedy-8/") for tag in scalars(board / run.name))
+
+
+@pytest.mark.slow
+def test_only_the_main_process_reports_under_accelerate_launch(world, tmp_path):
+    """Two CPU processes (torchrun via `accelerate launch --multi_gpu`, as in
+    test_workflow_processes): one event file, written by rank 0, matching metrics.jsonl."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    args = common(world, tmp_path, 4, "train-adapters", "--langs", "ruby")
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "advfusion_cli", *args, "--report-to", "tensorboard",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = run_dirs(tmp_path)["task-adapter-ruby"]
+    assert json.loads((run / "env.json").read_text())["num_processes"] == 2
+    events = list((tmp_path / "tensorboard" / run.name).glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    assert_events_match_metrics(run, tmp_path, [("adapter", 4)])
+
+
+@pytest.mark.filterwarnings("ignore:`log_with=")  # accelerate: mlflow itself is not installed
+def test_trackers_that_cannot_rewind_continue_their_run_and_skip_steps_already_sent(
+    cli, world, tmp_path, monkeypatch
+):
+    """wandb and MLflow (not installed here) get the same calls as this stand-in: one tracker
+    run continued across sessions (its id kept in tracking.json), the config once, and after a
+    resume no step sent twice, none missing."""
+    from types import SimpleNamespace
+
+    from accelerate.tracking import GeneralTracker
+
+    calls: list[tuple] = []
+
+    class StandIn(GeneralTracker):
+        name = "mlflow"
+        requires_logging_directory = False
+
+        def __init__(self, run_name: str, run_id: str | None):
+            super().__init__()
+            run_id = run_id or f"mlflow-{len(calls)}"
+            self.active_run = SimpleNamespace(info=SimpleNamespace(run_id=run_id))
+            calls.append(("run", run_name, run_id))
+
+        @property
+        def tracker(self):
+            return self.active_run
+
+        def store_init_configuration(self, values):
+            calls.append(("config", values["run.id"]))
+
+        def log(self, values, step=None, **kwargs):
+            calls.append(("log", step, tuple(sorted(values))))
+
+    def stand_ins(names, run_name, workdir, state):
+        return [StandIn(run_name, state.get("mlflow_run_id"))]
+
+    monkeypatch.setattr(tracking, "check_installed", lambda names: None)
+    monkeypatch.setattr(tracking, "make_trackers", stand_ins)
+    args = [*common(world, tmp_path, 6, "train-adapters", "--langs", "ruby")]
+    args += ["--report-to", "mlflow", "--set", "training.eval_every_steps=3"]
+
+    def interrupt(phase, step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "AFTER_STEP_HOOKS", [interrupt])
+    assert cli(*args).exit_code == 130
+    run = run_dirs(tmp_path)["task-adapter-ruby"]
+    # as after a SIGKILL: step 5 was sent, the checkpoint to resume from is step 4's
+    shutil.rmtree(run / "checkpoints" / "adapter" / "step-000005")
+    monkeypatch.setattr(trainer, "AFTER_STEP_HOOKS", [])
+    done = cli(*args)
+    assert done.exit_code == 0, done.stderr
+    runs = [c for c in calls if c[0] == "run"]
+    assert [r[1] for r in runs] == [run.name] * 2 and runs[0][2] == runs[1][2]  # one run
+    assert [c for c in calls if c[0] == "config"] == [("config", run.name)]  # once
+    steps = [c[1] for c in calls if c[0] == "log" and "train/loss" in c[2]]
+    evals = [c[1] for c in calls if c[0] == "log" and c[2] == ("eval/loss",)]
+    assert steps == [1, 2, 3, 4, 5, 6] and evals == [3, 6]
+    state = json.loads((run / tracking.STATE_FILE).read_text())
+    assert state["mlflow_run_id"] == runs[0][2] and state["last_step"] == 6
