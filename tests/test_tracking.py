@@ -165,6 +165,10 @@ def test_a_missing_tracker_package_is_a_one_line_error_before_any_work(cli, worl
         line = one_line_error(result, "training.report_to", f"pip install {package}")
         assert name in line
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    for command in (["evaluate", "--run", "base"], ["compare", "--methods", "base"]):
+        result = cli(*command, "--workdir", str(tmp_path), "--report-to", "wandb")
+        one_line_error(result, "--report-to", "pip install wandb")
+    assert not (tmp_path / "evals").exists() and not (tmp_path / "compare").exists()
 
 
 def test_unknown_tracker_names_the_choices(cli, world, tmp_path):

@@ -124,7 +124,7 @@ def run_compare(*, dry_run: bool, report_to: str | None = None, **options) -> No
     console = stdout_console()
     trackers = tracking.parse_report_to(report_to)
     if report_to is not None:  # given (`none` included): it decides for the trainings too
-        tracking.check_installed(trackers)  # before any work
+        tracking.check_installed(trackers, "--report-to")  # before any work
         options["flags"] = {**options["flags"], "training.report_to": trackers}
     request = build_request(**options)
     if dry_run:

@@ -49,7 +49,7 @@ def run_evaluate(
     from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
 
     trackers = tracking.parse_report_to(report_to)
-    tracking.check_installed(trackers)  # before any work
+    tracking.check_installed(trackers, "--report-to")  # before any work
     settings = DecodingSettings(**decoding)
     request = EvalRequest(
         split=split,

@@ -66,13 +66,13 @@ def parse_report_to(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_installed(names: Sequence[str]) -> None:
+def check_installed(names: Sequence[str], option: str = "training.report_to") -> None:
     """One line naming the package to install, for the first tracker that is missing."""
     for name in names:
         module, package = TRACKER_PACKAGES[name]
         if importlib.util.find_spec(module) is None:
             raise UserError(
-                f"training.report_to: {name} needs the '{package}' package, which is not "
+                f"{option}: {name} needs the '{package}' package, which is not "
                 f"installed; pip install {package} (or pip install 'advfusion[track]')."
             )
 
