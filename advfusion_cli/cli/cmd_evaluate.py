@@ -64,6 +64,14 @@ def evaluate_command(
     set_: c.SetOpt = None,
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
+    report_to: Annotated[
+        str | None,
+        typer.Option(
+            "--report-to",
+            help="Also log the scores (and a fusion's attention heatmap) to these trackers: "
+            "tensorboard, wandb, mlflow; a run's scores join its training curves.",
+        ),
+    ] = None,
 ) -> None:
     """Generate on a split (greedy, 512 new tokens by default), score with the paper's metrics (and pass@k for code generation), write predictions.jsonl and metrics.json."""
     from advfusion_cli.evaluate.cli import run_evaluate
@@ -92,4 +100,5 @@ def evaluate_command(
         spec_path=spec,
         sets=set_,
         preset=preset,
+        report_to=report_to,
     )

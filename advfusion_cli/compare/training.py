@@ -150,7 +150,10 @@ class JobTrainer:
         from advfusion_cli.workflows.execute import open_session
 
         if self._session is None:
-            self._session = open_session(spec.training.precision)
+            training = spec.training
+            self._session = open_session(
+                training.precision, training.report_to, spec.output.workdir
+            )
             self._session.progress = self.progress
         return self._session
 

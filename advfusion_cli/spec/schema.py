@@ -209,6 +209,24 @@ class DataSpec(StrictModel):
         return f"custom-{identity_hash(self.custom.model_dump(mode='json'))}"
 
 
+TrackerName = Literal["tensorboard", "wandb", "mlflow"]
+
+
+def _tracker_list(value: Any) -> Any:
+    """`report_to: tensorboard`, `tensorboard,wandb` or `none` -> a list of tracker names."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and [v.lower() if isinstance(v, str) else v for v in value] == [
+        "none"
+    ]:
+        return []
+    if isinstance(value, list):
+        return [v.strip().lower() if isinstance(v, str) else v for v in value]
+    return value
+
+
 class TrainingSpec(StrictModel):
     """Optimisation settings; the budget applies to every training stage (each adapter,
     the fusion; AdvFusion phases per `method.split_budget`)."""
@@ -262,11 +280,36 @@ class TrainingSpec(StrictModel):
         description="Several processes: ddp = whole fusion on each; fsdp = fusion sharded "
         "(FSDP2); auto = fsdp if the accelerate config asks for FSDP, else ddp.",
     )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="End a phase after this many evaluations without eval-loss improvement; "
+        "null = off.",
+    )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="Early stopping: an eval-loss drop must exceed this to count."
+    )
+    report_to: Annotated[list[TrackerName], BeforeValidator(_tracker_list)] = Field(
+        default_factory=list,
+        description="Experiment trackers: tensorboard, wandb, mlflow; [] or none = none.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _one_of_each_pair(self):
         if self.epochs is None and self.max_steps is None:
             raise key_error("max_steps", "set training.max_steps or training.epochs")
+        periodic = self.eval_every_steps is not None or self.eval_every_epochs is not None
+        if self.early_stopping_patience is not None and not periodic:
+            raise key_error(
+                "early_stopping_patience",
+                "early stopping needs periodic evaluation: set training.eval_every_steps "
+                "or training.eval_every_epochs",
+            )
         for first, second in EXCLUSIVE_TRAINING_KEYS:
             if getattr(self, first) is not None and getattr(self, second) is not None:
                 raise key_error(second, f"set training.{first} or training.{second}, not both")

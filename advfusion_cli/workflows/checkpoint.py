@@ -39,7 +39,8 @@ class LoopPosition:
     elapsed_s: float = 0.0
     best_eval_loss: float | None = None
     best_step: int | None = None
-    evals_without_improvement: int = 0
+    evals_without_improvement: int = 0  # evaluations since the last one early stopping counts
+    stop_reason: str | None = None  # set when early stopping ended the phase
 
     def to_dict(self) -> dict:
         return asdict(self)

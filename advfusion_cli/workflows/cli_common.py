@@ -73,6 +73,13 @@ TrainMissingOpt = Annotated[
         "the command that trains them.",
     ),
 ]
+ReportToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--report-to",
+        help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (or none).",
+    ),
+]
 # The two fusion commands (fuse, adv-fuse).
 TargetOpt = Annotated[str | None, typer.Option("--target", help="Target language (default ruby).")]
 FusedLangsOpt = Annotated[

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, sharding, stages
+from advfusion_cli.workflows import atomic, sharding, stages, tracking
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
@@ -64,10 +64,22 @@ class Session:
         return self.accelerator.is_main_process
 
 
-def open_session(precision: str) -> Session:
-    """An accelerate session: bf16 autocast on CUDA (when supported), fp32 on CPU."""
+def open_session(
+    precision: str, report_to: Sequence[str] = (), workdir: Path | None = None
+) -> Session:
+    """An accelerate session: bf16 autocast on CUDA (when supported), fp32 on CPU; with
+    `report_to`, its trackers (a missing tracker package fails here, before any work)."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
+    trackers: dict = {}
+    if report_to:
+        tracking.check_installed(report_to)
+        root = Path(workdir or "advfusion-runs")
+        logs = ProjectConfiguration(
+            project_dir=str(root), logging_dir=str(tracking.tensorboard_root(root))
+        )
+        trackers = {"log_with": list(report_to), "project_config": logs}
     if precision == "auto":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp32"
@@ -77,6 +89,7 @@ def open_session(precision: str) -> Session:
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
             mixed_precision="bf16" if precision == "bf16" else "no",
+            **trackers,
         )
     return Session(accelerator, PhaseProgress(stderr_console()))
 
@@ -142,6 +155,8 @@ def loop_settings(run_plan: RunPlan, phase: PhasePlan, n_train: int, world: int)
         seed=training.seed,
         optimizer=training.optimizer,
         keep_best=training.keep_best,
+        early_stopping_patience=training.early_stopping_patience,
+        early_stopping_min_delta=training.early_stopping_min_delta,
     )
 
 
@@ -334,6 +349,7 @@ def _train(
     ]
     layout, prepared = sharding.prepare_training(spec.training.distributed, accelerator, trainable)
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
+    tracker = _run_tracker(run_plan, session, phases)
     trainer = Trainer(
         accelerator,
         prepared,
@@ -347,10 +363,15 @@ def _train(
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
         sharding=layout,
+        tracker=tracker,
     )
     training_started = time.perf_counter()
-    with session.stop:
-        results = run_phases(trainer, trainable, phases)
+    try:
+        with session.stop:
+            results = run_phases(trainer, trainable, phases)
+    finally:
+        if tracker is not None:
+            tracker.finish()
     timings["train_s"] = time.perf_counter() - training_started
     for hook in AFTER_TRAINING_HOOKS:
         hook(run_plan, trainable)
@@ -385,6 +406,25 @@ def _train(
     return outcome
 
 
+def _run_tracker(
+    run_plan: RunPlan, session: Session, phases: list[Phase]
+) -> tracking.RunTracker | None:
+    """The run's tracker run (main process, when the spec asks for trackers)."""
+    spec = run_plan.spec
+    if not spec.training.report_to or not session.is_main:
+        return None
+    config = tracking.flat_config(spec.model_dump(mode="json"))
+    config |= {"run.id": run_plan.run.id, "run.role": run_plan.role}
+    return tracking.RunTracker(
+        session.accelerator,
+        run_plan.run,
+        spec.training.report_to,
+        spec.output.workdir,
+        [(phase.name, phase.settings.total_steps) for phase in phases],
+        config,
+    )
+
+
 def _phase_summary(result: PhaseResult, data: StageData) -> dict:
     return {
         "name": result.name,
@@ -398,6 +438,8 @@ def _phase_summary(result: PhaseResult, data: StageData) -> dict:
         "examples": data.counts,
         "dropped": data.dropped,
         "truncated": data.truncated,
+        "stopped_early": result.stop_reason is not None,
+        "stop_reason": result.stop_reason or "step budget reached",
     }
 
 

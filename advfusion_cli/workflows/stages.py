@@ -56,13 +56,18 @@ def adapter_stage_spec(
 
 
 def identity(spec: JobSpec, extra: dict | None = None) -> dict:
-    """What makes two runs the same: the resolved spec minus output-only keys."""
+    """What makes two runs the same: the resolved spec minus output-only keys (and the
+    trackers it reports to)."""
     values = spec.model_dump(mode="json")
     values.pop("output", None)
     values.pop("preset", None)  # the preset's values are resolved into the fields themselves
     if values["data"].get("custom") is None:
         values["data"].pop("custom", None)  # built-in tasks keep the ids they had before it
     training = values["training"]
+    training.pop("report_to")  # where a run is watched does not change what it trains
+    if spec.training.early_stopping_patience is None:  # off: ids of runs made before it existed
+        training.pop("early_stopping_patience")
+        training.pop("early_stopping_min_delta")
     if spec.is_fusion:
         training.pop("lr")  # adapters' learning rate: not used by a fusion stage
         training["fusion_lr"] = spec.training.lr_for("fusion")
