@@ -235,6 +235,13 @@ def execute_run(
     finally:
         if lock is not None:
             lock.release()
+        release_run_memory(session)
+
+
+def release_run_memory(session: Session) -> None:
+    """Drop the accelerator's references to this run's model/optimizer and collect them, so
+    the next run of the command loads its base into free memory (a 7B base is ~13.5 GB)."""
+    session.accelerator.free_memory()  # clears its model/optimizer lists, gc, empties CUDA cache
 
 
 def _start_records(run_plan: RunPlan, world: int) -> None:
