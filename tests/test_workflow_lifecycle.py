@@ -67,3 +67,72 @@ def test_multi_method_compare_holds_one_base_at_a_time(cli, tmp_path, live_model
     assert result.exit_code == 0, result.stderr
     assert len(live_models) >= 4  # lora, java + ruby adapters, the fusion (+ evaluations)
     assert max(live_models) == 1, live_models
+
+
+def stray_moment_copies(trainable: dict) -> int:
+    """Live tensors shaped like a trainable parameter that are neither a parameter, its
+    gradient, nor state of a live optimizer: copies of optimizer moments nobody trains with."""
+    import torch
+
+    shapes = {tuple(p.shape) for p in trainable.values() if p.dim() == 2}
+    gc.collect()
+    owned = {p.grad.untyped_storage().data_ptr() for p in trainable.values() if p.grad is not None}
+    live = [o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
+    for optimizer in live:
+        for state in optimizer.state.values():
+            owned |= {t.untyped_storage().data_ptr() for t in state.values() if torch.is_tensor(t)}
+    stray = {
+        o.untyped_storage().data_ptr()
+        for o in gc.get_objects()
+        if torch.is_tensor(o)
+        and not isinstance(o, torch.nn.Parameter)
+        and tuple(o.shape) in shapes
+        and o.untyped_storage().data_ptr() not in owned
+    }
+    return len(stray)
+
+
+@pytest.mark.parametrize(
+    "case", ["reset-optimizer", pytest.param("carry-resumed", marks=pytest.mark.slow)]
+)
+def test_adv_fuse_phase_two_holds_one_copy_of_optimizer_state(cli, world, tmp_path, case):
+    """Phase 2 trains with one optimizer state: phase 1's is handed over (carry) or freed
+    (reset), also when phase 2 resumes from its own checkpoint."""
+    import os
+    import signal
+
+    from advfusion_cli.workflows import execute, trainer
+
+    extra = ["--reset-optimizer"] if case == "reset-optimizer" else []
+    args = common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *extra)
+    fusion: dict = {}
+    strays: list[int] = []
+
+    def after_setup(run_plan, trainable):
+        if run_plan.role == "fusion":
+            fusion["params"] = trainable.params
+
+    def after_step(phase, step):
+        if phase == "phase2-restored" and fusion:
+            strays.append(stray_moment_copies(fusion["params"]))
+
+    def interrupt(phase, step):
+        if (phase, step) == ("phase2-restored", 1):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    execute.AFTER_SETUP_HOOKS.append(after_setup)
+    trainer.AFTER_STEP_HOOKS.append(after_step)
+    try:
+        if case == "carry-resumed":
+            trainer.AFTER_STEP_HOOKS.append(interrupt)
+            try:
+                assert cli(*args).exit_code == 130
+            finally:
+                trainer.AFTER_STEP_HOOKS.remove(interrupt)
+            strays.clear()  # measure the resumed session
+        result = cli(*args)
+    finally:
+        execute.AFTER_SETUP_HOOKS.remove(after_setup)
+        trainer.AFTER_STEP_HOOKS.remove(after_step)
+    assert result.exit_code == 0, result.stderr
+    assert strays and max(strays) == 0, strays
