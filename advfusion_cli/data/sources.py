@@ -42,14 +42,20 @@ class RawRow:
 
 
 def resolve_source(
-    source: str, *, task: str, default_hub_id: str, hub_patterns: list[str]
+    source: str,
+    *,
+    task: str,
+    default_hub_id: str,
+    hub_patterns: list[str],
+    revision: str | None = None,
 ) -> ResolvedSource:
     """Turn `testbed`, `hub:<id>` (bare `hub:` = the task's dataset) or a path into a local root."""
     if source == TESTBED:
         return ResolvedSource(_testbed_root(task), "testbed", source)
     if source.startswith(HUB_PREFIX):
         repo_id = source[len(HUB_PREFIX) :].strip() or default_hub_id
-        return ResolvedSource(download_from_hub(repo_id, hub_patterns), "hub", source)
+        folder = download_from_hub(repo_id, hub_patterns, revision)
+        return ResolvedSource(folder, "hub", source)
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(
@@ -72,7 +78,7 @@ def _testbed_root(task: str) -> Path:
     return Path(ensure_testbed(task))
 
 
-def download_from_hub(repo_id: str, allow_patterns: list[str]) -> Path:
+def download_from_hub(repo_id: str, allow_patterns: list[str], revision: str | None = None) -> Path:
     """Fetch only the files of the layout that the request needs; returns the snapshot folder.
 
     The raw files are read by the same local readers: `datasets.load_dataset` cannot serve
@@ -82,7 +88,9 @@ def download_from_hub(repo_id: str, allow_patterns: list[str]) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=allow_patterns)
+        folder = snapshot_download(
+            repo_id, repo_type="dataset", allow_patterns=allow_patterns, revision=revision
+        )
     except Exception as err:  # network, auth, missing repo: all user-fixable
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise UserError(

@@ -42,7 +42,9 @@ def _load(data_json: str, language: str) -> dict[str, tuple]:
     from advfusion_cli.data import load_task
 
     data = DataSpec.model_validate_json(data_json)
-    loaded = load_task(data.task, data.source, [language], SPLITS, **task_options(data))
+    loaded = load_task(
+        data.task, data.source, [language], SPLITS, revision=data.revision, **task_options(data)
+    )
     by_split = {split: [e for e in loaded.examples if e.split == split] for split in SPLITS}
     if not by_split["train"]:
         raise UserError(f"No {data.task} training examples for '{language}' in {data.source}.")

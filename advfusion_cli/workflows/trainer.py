@@ -360,7 +360,8 @@ class Trainer:
     def _restore(self, folder: Path, optimizer, scheduler) -> ckpt.LoopPosition:
         ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, self.trainable)
         state = ckpt.read_state(folder)
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:  # None: dropped once the run finished
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)
