@@ -42,3 +42,12 @@ format: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The CUDA path in one run of at most 10 minutes (docs/performance.md#gpu): installs what a
+# fresh GPU machine lacks, runs the -m gpu tests, the 1.3B-shape bench and the demo, and
+# writes report.md/report.json under gpu-check-report/<time>/. Without a GPU it prints what it
+# would run and exits 0. GPU_CHECK_ARGS passes options (--out DIR, --dry-run).
+.PHONY: gpu-check
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	$(GPU_CHECK_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)

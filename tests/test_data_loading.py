@@ -21,8 +21,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # ---- registry, names ---------------------------------------------------------------------
 
 
-def test_registry_lists_the_three_tasks_and_suggests_on_typos():
-    assert list_tasks() == ["code-generation", "code-translation", "commit-message"]
+def test_registry_lists_the_tasks_and_suggests_on_typos():
+    assert list_tasks() == ["code-generation", "code-translation", "commit-message", "custom"]
     with pytest.raises(UserError, match="Unknown task 'code-gen'. Did you mean 'code-generation'"):
         load_task("code-gen", str(FIXTURES / "xcodeeval"))
     assert describe_options("commit-message") == {

@@ -22,8 +22,9 @@ from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.execution import ExecutionCache, execute_candidates
 from advfusion_cli.evaluate.progress import NullEvalProgress
 from advfusion_cli.evaluate.structure import structure_scores
-from advfusion_cli.inference.generation import DecodingSettings, generate_completions, stop_rule_for
+from advfusion_cli.inference.generation import DecodingSettings, generate_completions
 from advfusion_cli.inference.resolve import RunRef
+from advfusion_cli.inference.task_rules import executes_tests, task_stop_rule
 from advfusion_cli.spec.schema import JobSpec
 from advfusion_cli.workflows import atomic
 from advfusion_cli.workflows.runs import Workdir, identity_hash, now_iso
@@ -92,6 +93,7 @@ def base_identity(spec: JobSpec, method: str, target: str) -> str:
                 "split_seed": data.split_seed,
                 "max_prompt_tokens": data.max_prompt_tokens,
                 "exec_outcome_filter": data.exec_outcome_filter,
+                **({"custom": data.custom.model_dump(mode="json")} if data.custom else {}),
             },
         }
     )
@@ -116,11 +118,11 @@ def read_evaluation(folder: Path) -> dict | None:
 def _reusable(record: dict | None, request: EvalRequest) -> bool:
     if not record or record.get("format_version") != FORMAT_VERSION:
         return False
-    wants_execution = record.get("task") == "code-generation" and request.execute
-    # An evaluation made with --no-execute lacks pass@k that this request wants; one where the
-    # toolchain was missing would come out the same again.
+    # An evaluation made with --no-execute (only tasks that execute record that reason) lacks
+    # pass@k that this request wants; one where the toolchain was missing would come out the
+    # same again.
     skipped = record.get("execution", {}).get("reason") == "--no-execute"
-    return not (wants_execution and skipped)
+    return not (request.execute and skipped)
 
 
 def _spec_for(ref: RunRef, spec: JobSpec | None) -> JobSpec:
@@ -170,7 +172,7 @@ def evaluate(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     progress.begin(f"{ref.method} -> {target}: generate", len(items))
-    rule = stop_rule_for(data.task)
+    rule = task_stop_rule(data)
     completions = generate_completions(
         loaded.model,
         loaded.tokenizer,
@@ -186,7 +188,7 @@ def evaluate(
     references = [e.target for e in items]
     scores, per_item, extra = score_items(data.task, target, completions, references)
     execution = {"ran": False}
-    if data.task == "code-generation":
+    if executes_tests(data):
         started = time.perf_counter()
         execution = _pass_at_k(
             target, items, completions, request, cache, progress, scores, per_item

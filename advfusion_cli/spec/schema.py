@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from advfusion_cli.errors import UserError
 from advfusion_cli.spec import names
 from advfusion_cli.spec.base import StrictModel, key_error
+from advfusion_cli.spec.custom_task import CustomTaskSpec, read_custom_block
 from advfusion_cli.spec.methods import (
     AdapterFusionMethod,
     AdvFusionMethod,
@@ -40,7 +41,8 @@ def _named(canonical):
 
 
 TaskName = Annotated[
-    Literal["commit-message", "code-generation", "code-translation"], _named(names.canonical_task)
+    Literal["commit-message", "code-generation", "code-translation", "custom"],
+    _named(names.canonical_task),
 ]
 LanguageId = Annotated[str, _named(names.canonical_language)]
 SubsetName = Annotated[
@@ -152,6 +154,27 @@ class DataSpec(StrictModel):
     exec_outcome_filter: bool = Field(
         False, description="code-generation only: keep only solutions whose outcome is PASSED."
     )
+    custom: Annotated[CustomTaskSpec | None, BeforeValidator(read_custom_block)] = Field(
+        None,
+        description="task custom only: template, target field, metrics (or a YAML file of them).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_implies_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("custom") is not None and "task" not in data:
+            data = {**data, "task": "custom"}
+        return data
+
+    @model_validator(mode="after")
+    def _custom_block_matches_task(self):
+        if self.task == "custom" and self.custom is None:
+            raise key_error("custom", "data.task is custom: define the task in data.custom")
+        if self.task != "custom" and self.custom is not None:
+            raise key_error("task", f"data.custom defines a task, but data.task is {self.task}")
+        if self.task == "custom" and self.source_kind == "testbed":
+            raise key_error("source", "the custom task reads your records: a file or folder")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -186,6 +209,16 @@ class DataSpec(StrictModel):
     @property
     def hub_id(self) -> str | None:
         return self.source[len("hub:") :] if self.source_kind == "hub" else None
+
+    @property
+    def task_label(self) -> str:
+        """The task in folder names: a custom task adds a hash of its definition, so two
+        custom tasks in one workdir never share stored adapters."""
+        if self.custom is None:
+            return self.task
+        from advfusion_cli.workflows.runs import identity_hash
+
+        return f"custom-{identity_hash(self.custom.model_dump(mode='json'))}"
 
 
 class TrainingSpec(StrictModel):

@@ -35,7 +35,10 @@ DataOpt = Annotated[
 ]
 TaskOpt = Annotated[
     str | None,
-    typer.Option("--task", help="commit-message, code-generation or code-translation."),
+    typer.Option(
+        "--task",
+        help="commit-message, code-generation, code-translation or custom (data.custom in --spec).",
+    ),
 ]
 QuantOpt = Annotated[
     str | None, typer.Option("--quantization", help="Base weights: none, 8bit or 4bit (NF4).")

@@ -213,10 +213,14 @@ def missing_adapters_error(
     if spec.output.workdir != OutputSpec.model_fields["workdir"].default:
         command += ["--workdir", str(spec.output.workdir)]
     where = stages.store_folder(workdir, spec, "<language>", kind)
+    spec_note = ""
+    if spec.data.custom is not None:  # the task's definition lives only in a spec
+        command += ["--spec", "SPEC.yaml"]
+        spec_note = " (SPEC.yaml: the spec whose data.custom defines this task)"
     because = "".join(f"; {reason}" for reason in why)
     return UserError(
         f"No trained {kind} adapter for {', '.join(missing)} (looked in {where}{because}); "
-        f"train them with: {shlex.join(command)}"
+        f"train them with: {shlex.join(command)}{spec_note}"
     )
 
 

@@ -61,6 +61,8 @@ def identity(spec: JobSpec, extra: dict | None = None) -> dict:
     values = spec.model_dump(mode="json")
     values.pop("output", None)
     values.pop("preset", None)  # the preset's values are resolved into the fields themselves
+    if values["data"].get("custom") is None:
+        values["data"].pop("custom", None)  # built-in tasks keep the ids they had before it
     training = values["training"]
     for key in RETENTION_KEYS:  # what is kept on disk, not what is trained
         training.pop(key, None)
@@ -98,7 +100,7 @@ class StoredAdapter:
 def store_folder(workdir: Workdir, spec: JobSpec, language: str, kind: str) -> Path:
     model = spec.model
     return workdir.adapter_dir(
-        model.name_or_path, spec.data.task, kind, language, model.quantization
+        model.name_or_path, spec.data.task_label, kind, language, model.quantization
     )
 
 

@@ -26,6 +26,8 @@ def task_options(data: DataSpec) -> dict[str, Any]:
         return {"seed": data.split_seed}
     if data.task == "code-generation":
         return {"exec_outcome": "PASSED" if data.exec_outcome_filter else None}
+    if data.custom is not None:
+        return data.custom.loader_options(data.split_seed)
     return {"subsets": (data.subset,)}
 
 
