@@ -157,7 +157,9 @@ def test_adapter_training_on_a_4bit_cuda_base(cli, world, tmp_path, kind, record
 
 def test_adv_fuse_on_a_4bit_cuda_base(cli, world, tmp_path, record_property):
     with Watch("fusion") as seen:
-        result = cli(*args_for(world, tmp_path, 8, "adv-fuse", "--langs", "java,ruby"))
+        args = args_for(world, tmp_path, 8, "adv-fuse", "--langs", "java,ruby")
+        keep = ["--set", "training.keep_optimizer_state=true"]  # the end state is read below
+        result = cli(*args, *keep)
     assert result.exit_code == 0, result.stderr[-3000:]
     run = run_dirs(tmp_path)["advfusion-ruby"]
     check_training(seen, run, record_property)

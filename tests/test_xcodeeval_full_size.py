@@ -94,7 +94,7 @@ def per_language_hub(monkeypatch, tmp_path):
             shutil.copy(origin / name, snapshot / name)
         return str(snapshot)
 
-    monkeypatch.setattr(sources, "list_hub_files", lambda repo_id: listing)
+    monkeypatch.setattr(sources, "list_hub_files", lambda repo_id, revision=None: listing)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     return fetched
 

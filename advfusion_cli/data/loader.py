@@ -74,6 +74,7 @@ def load_task(
     split: str | Sequence[str] = "train",
     *,
     strict: bool = False,
+    revision: str | None = None,
     **options: Any,
 ) -> TaskData:
     """Rendered examples of `task` from `source` ("testbed", "hub:<id>" or a path).
@@ -96,6 +97,7 @@ def load_task(
         task=spec.name,
         default_hub_id=spec.hub_id,
         hub_patterns=spec.hub_patterns(request, opts),
+        revision=revision,
     )
     diagnostics = Diagnostics(strict=strict)
     stats = DataStats(task=spec.name, source=resolved.label)

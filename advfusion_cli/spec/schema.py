@@ -86,6 +86,9 @@ class ModelSpec(StrictModel):
         min_length=1,
         description=f"'{names.EMBEDDED_MODEL}' (the shipped tiny model), a hub id or a local path.",
     )
+    revision: str | None = Field(
+        None, min_length=1, description="Hub model only: branch, tag or commit to load."
+    )
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none", description="Load the base in 4-bit NF4 or 8-bit (bitsandbytes), or not."
     )
@@ -117,6 +120,9 @@ class DataSpec(StrictModel):
         "testbed",
         min_length=1,
         description="'testbed' (generated offline), 'hub:<dataset id>' or a local folder/file.",
+    )
+    revision: str | None = Field(
+        None, min_length=1, description="Hub dataset only: branch, tag or commit to read."
     )
     languages: list[LanguageId] = Field(
         default_factory=lambda: list(names.TESTBED_LANGUAGES),
@@ -177,6 +183,12 @@ class DataSpec(StrictModel):
             return normalize_source(value)
         except ValueError as err:
             raise key_error("", str(err)) from None
+
+    @model_validator(mode="after")
+    def _revision_needs_hub(self):
+        if self.revision is not None and self.source_kind != "hub":
+            raise key_error("revision", f"applies to hub: sources only (source is '{self.source}')")
+        return self
 
     @field_validator("languages")
     @classmethod
@@ -262,6 +274,14 @@ class TrainingSpec(StrictModel):
     )
     keep_best: bool = Field(
         True, description="Reload the checkpoint with the lowest eval loss at stage end."
+    )
+    keep_checkpoints: int = Field(
+        1, ge=1, description="Step checkpoints kept per phase while it trains (the newest)."
+    )
+    keep_optimizer_state: bool = Field(
+        False,
+        description="Keep the optimizer state in each phase's end checkpoint once the run "
+        "finishes; false = delete it then (weights, schedule and position stay).",
     )
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seed of initialisation, shuffling and dropout."

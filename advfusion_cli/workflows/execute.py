@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, sharding, stages, tracking
+from advfusion_cli.workflows import atomic, retention, sharding, stages, tracking
+from advfusion_cli.workflows.identity import IDENTITY_FILE, identity_record, revisions
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
@@ -157,6 +158,7 @@ def loop_settings(run_plan: RunPlan, phase: PhasePlan, n_train: int, world: int)
         keep_best=training.keep_best,
         early_stopping_patience=training.early_stopping_patience,
         early_stopping_min_delta=training.early_stopping_min_delta,
+        keep_checkpoints=training.keep_checkpoints,
     )
 
 
@@ -192,6 +194,7 @@ def adapter_provenance(run_plan: RunPlan, summary: dict) -> dict:
         "task": run_plan.spec.data.task,
         "best_eval_loss": summary.get("best_eval_loss"),
         "published": now_iso(),
+        **identity_record(run_plan.identity),  # a fusion reuses it only for this identity
     }
 
 
@@ -253,13 +256,22 @@ def execute_run(
     finally:
         if lock is not None:
             lock.release()
+        release_run_memory(session)
+
+
+def release_run_memory(session: Session) -> None:
+    """Drop the accelerator's references to this run's model/optimizer and collect them, so
+    the next run of the command loads its base into free memory (a 7B base is ~13.5 GB)."""
+    session.accelerator.free_memory()  # clears its model/optimizer lists, gc, empties CUDA cache
 
 
 def _start_records(run_plan: RunPlan, world: int) -> None:
     run = run_plan.run
     run.path.mkdir(parents=True, exist_ok=True)
     atomic.write_text(run.job_yaml, dump_spec(run_plan.spec))
+    atomic.write_json(run.path / IDENTITY_FILE, identity_record(run_plan.identity))
     env = environment_info(world)
+    env["revisions"] = revisions(run_plan.spec.model, run_plan.spec.data)
     previous = _read_json(run.env_json)
     if previous:
         env["first_started"] = previous.get("first_started", previous.get("created"))
@@ -273,6 +285,12 @@ def _start_records(run_plan: RunPlan, world: int) -> None:
         }
     atomic.write_json(run.env_json, env)
     run.write_status(RUNNING, started=now_iso())
+
+
+def _record_revisions(run_plan: RunPlan, resolved: dict) -> None:
+    env = _read_json(run_plan.run.env_json)
+    if env:
+        atomic.write_json(run_plan.run.env_json, {**env, "revisions": resolved})
 
 
 def _read_json(path: Path) -> dict:
@@ -347,6 +365,8 @@ def _train(
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]
+    if session.is_main:  # the hub commit the base actually came from
+        _record_revisions(run_plan, revisions(spec.model, spec.data, trainable.model))
     layout, prepared = sharding.prepare_training(spec.training.distributed, accelerator, trainable)
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
     tracker = _run_tracker(run_plan, session, phases)
@@ -402,6 +422,8 @@ def _train(
         atomic.write_json(run.summary_json, summary)
         if run_plan.store is not None:
             stages.publish_adapter(run.final, run_plan.store, adapter_provenance(run_plan, summary))
+        if not spec.training.keep_optimizer_state:
+            retention.drop_optimizer_states(run.checkpoints)
         run.write_status(FINISHED, finished=now_iso())
     return outcome
 

@@ -52,7 +52,9 @@ def _load(data_json: str, language: str) -> dict[str, tuple]:
         from advfusion_cli.data.tasks.code_generation import TRAINING_VALIDATION_FRACTION
 
         options["validation_fraction"] = TRAINING_VALIDATION_FRACTION
-    loaded = load_task(data.task, data.source, [language], SPLITS, **options)
+    loaded = load_task(
+        data.task, data.source, [language], SPLITS, revision=data.revision, **options
+    )
     by_split = {split: [e for e in loaded.examples if e.split == split] for split in SPLITS}
     if not by_split["train"]:
         raise UserError(f"No {data.task} training examples for '{language}' in {data.source}.")

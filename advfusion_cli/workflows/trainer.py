@@ -92,6 +92,7 @@ class PhaseResult:
     tokens: int
     elapsed_s: float
     resumed_from: int | None = None
+    # The optimizer's live per-parameter state (parameter -> moments), for the next phase.
     optimizer_state: dict | None = field(default=None, repr=False)
     stop_reason: str | None = None  # why the phase ended before its budget (early stopping)
 
@@ -168,14 +169,22 @@ class Trainer:
     def run_phase(self, phase: Phase, carry_optimizer: dict | None = None) -> PhaseResult:
         """Train one phase to its end (resuming from its last checkpoint if there is one).
 
-        `carry_optimizer`: an optimizer state dict to start from (AdvFusion keeps phase 1's
-        Adam moments for phase 2); the learning-rate schedule always starts over.
+        `carry_optimizer`: a previous phase's per-parameter optimizer state (its
+        `PhaseResult.optimizer_state`; AdvFusion keeps phase 1's Adam moments for phase 2). It
+        is handed over, not copied, and emptied here, so only one copy ever exists; a phase
+        that resumes from its own checkpoint drops it before loading. The learning-rate
+        schedule always starts over.
         """
         s = phase.settings
         params = list(self.trainable.values())
         optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay)
         if carry_optimizer is not None:
-            optimizer.load_state_dict(carry_optimizer)
+            resuming = self._end_dir(phase).exists() or ckpt.latest_checkpoint(
+                self._phase_dir(phase)
+            )
+            if not resuming:
+                optimizer.state.update(carry_optimizer)  # same tensors, keyed by parameter
+            carry_optimizer.clear()
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] = s.learning_rate
         scheduler = build_scheduler(optimizer, s.schedule, s.total_steps, s.warmup_ratio)
@@ -409,8 +418,11 @@ class Trainer:
     def _restore(self, folder: Path, optimizer, scheduler) -> ckpt.LoopPosition:
         ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, self.trainable)
         state = ckpt.read_state(folder)
-        params = list(self.trainable.values())
-        optimizer.load_state_dict(self.sharding.local_optimizer_state(state["optimizer"], params))
+        if state.get("optimizer") is not None:  # None: dropped once the run finished
+            params = list(self.trainable.values())
+            optimizer.load_state_dict(
+                self.sharding.local_optimizer_state(state["optimizer"], params)
+            )
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)
@@ -441,6 +453,6 @@ class Trainer:
             tokens=pos.tokens,
             elapsed_s=pos.elapsed_s,
             resumed_from=resumed_from,
-            optimizer_state=optimizer.state_dict(),
+            optimizer_state=optimizer.state,
             stop_reason=pos.stop_reason,
         )
