@@ -46,7 +46,7 @@ def shard_counts(params, optimizer_state) -> dict:
     total = sum(p.numel() for p in params.values())
     moments = sum(
         value.to_local().numel()
-        for per_param in optimizer_state["state"].values()
+        for per_param in optimizer_state.values()  # the live optimizer.state, keyed by parameter
         for key, value in per_param.items()
         if key in ("exp_avg", "exp_avg_sq")
     )
