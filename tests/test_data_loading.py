@@ -371,7 +371,7 @@ def fake_hub(monkeypatch, tmp_path):
     }
     calls: list[tuple[str, list[str]]] = []
 
-    def listing(repo_id):
+    def listing(repo_id, revision=None):
         origin = repos[repo_id]
         files = [p.relative_to(origin).as_posix() for p in origin.rglob("*") if p.is_file()]
         if repo_id == "WeixiangYan/CodeTransOcean":  # the hub keeps a "CodeTrans Datasets/" level
