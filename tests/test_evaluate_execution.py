@@ -83,8 +83,9 @@ def test_not_executable_language_is_reported_not_scored():
     assert scores == {}
 
 
-def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution():
+def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch):
     from advfusion_cli.evaluate.workflow import FORMAT_VERSION, _reusable
+    from advfusion_cli.evaluation import sandbox
 
     record = {"format_version": FORMAT_VERSION, "task": "code-generation"}
     skipped = {**record, "execution": {"ran": False, "reason": "--no-execute"}}
@@ -92,5 +93,11 @@ def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution():
     assert not _reusable(skipped, EvalRequest())
     assert _reusable(skipped, EvalRequest(execute=False))
     assert _reusable(missing, EvalRequest())  # would come out the same again
+    # Made before ruby was installed (the demo rerun after `apt-get install ruby`): redone.
+    before = {"ran": False, "language": "ruby", "executable_languages": {"ruby": False}}
+    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": True})
+    assert not _reusable({**record, "execution": before}, EvalRequest())
+    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": False})
+    assert _reusable({**record, "execution": before}, EvalRequest())
     assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
     assert not _reusable(None, EvalRequest())
