@@ -76,11 +76,22 @@ def test_pass_at_k_from_executed_samples():
     assert summary["statuses"] == {"passed": 2, "wrong_answer": 7, "runtime_error": 1}
 
 
-def test_not_executable_language_is_reported_not_scored():
+def test_not_executable_language_is_reported_not_scored(monkeypatch):
     scores: dict = {}
     summary = _pass_at_k("cobol", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
     assert summary["ran"] is False and "not executable" in summary["reason"]
     assert scores == {}
+    # A missing toolchain the sandbox knows: the reason (the demo's note) names the command.
+    from advfusion_cli.evaluation import sandbox, toolchain_setup
+
+    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": False})
+    monkeypatch.setattr(toolchain_setup, "_which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(toolchain_setup, "_is_root", lambda: False)
+    summary = _pass_at_k("ruby", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
+    assert summary["reason"] == (
+        "ruby is not executable on this machine (toolchain missing; install it with: "
+        "sudo apt-get install -y ruby, then run again)"
+    )
 
 
 def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch):
