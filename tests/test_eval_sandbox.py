@@ -237,6 +237,27 @@ def test_sandbox_info_reports_each_layer():
     assert INFO["executable_languages"] == EXECUTABLE
 
 
+def _kernel_gives_root_namespaces() -> bool:
+    """Probed without the sandbox's code: can a root child unshare mount, network and pid
+    namespaces here? (CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID through libc.)"""
+    if os.geteuid() != 0:
+        return False
+    flags = 0x00020000 | 0x40000000 | 0x20000000
+    probe = f"import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)"
+    return subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
+
+
+@pytest.mark.skipif(not _kernel_gives_root_namespaces(), reason="not root, or no namespaces here")
+def test_as_root_with_namespaces_every_layer_is_on():
+    """Where the kernel offers the namespaces, a sandbox that stops using them (or a probe that
+    stops seeing them) is a failure here: the isolation tests above would only skip."""
+    assert INFO["running_as_root"] and INFO["namespaces"]
+    assert INFO["network_isolated"], "a run can reach the network"
+    assert INFO["filesystem_read_only"], "a run can write outside its directory"
+    assert INFO["pid_namespace"], "a run can see and signal other processes"
+    assert INFO["capabilities_dropped"]
+
+
 # ---- hostile Python programs in detail ------------------------------------------------
 
 

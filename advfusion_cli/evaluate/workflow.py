@@ -127,11 +127,26 @@ def read_evaluation(folder: Path) -> dict | None:
 def _reusable(record: dict | None, request: EvalRequest) -> bool:
     if not record or record.get("format_version") != FORMAT_VERSION:
         return False
+    execution = record.get("execution", {})
     # An evaluation made with --no-execute (only tasks that execute record that reason) lacks
-    # pass@k that this request wants; one where the toolchain was missing would come out the
-    # same again.
-    skipped = record.get("execution", {}).get("reason") == "--no-execute"
-    return not (request.execute and skipped)
+    # pass@k that this request wants; so does one made before the toolchain was installed (the
+    # demo run again after installing Ruby). One where the toolchain is still missing would
+    # come out the same again.
+    skipped = execution.get("reason") == "--no-execute"
+    language = execution.get("language")
+    installed_since = (
+        not execution.get("ran")
+        and language is not None
+        and not execution.get("executable_languages", {}).get(language, True)
+        and _executable(language)
+    )
+    return not (request.execute and (skipped or installed_since))
+
+
+def _executable(language: str) -> bool:
+    from advfusion_cli.evaluation.sandbox import executable_languages
+
+    return executable_languages().get(language, False)
 
 
 def _spec_for(ref: RunRef, spec: JobSpec | None) -> JobSpec:
@@ -340,7 +355,12 @@ def _pass_at_k(language, items, completions, request, cache, progress, scores, p
         summary["reason"] = "--no-execute"
         return summary
     if not executable.get(language, False):
-        summary["reason"] = f"{language} is not executable on this machine (toolchain missing)"
+        from advfusion_cli.evaluation.toolchain_setup import install_command
+
+        summary["reason"] = (
+            f"{language} is not executable on this machine (toolchain missing; "
+            f"install it with: {install_command(language)}, then run again)"
+        )
         return summary
     with_tests = [i for i, item in enumerate(items) if item.tests]
     if not with_tests:
