@@ -25,7 +25,7 @@ $(BIN)/advfusion: pyproject.toml
 # The demo's headline metric, pass@1, runs the generated Ruby programs: as root with apt the
 # interpreter is installed (quiet, best effort, as .ci/run does); elsewhere one line says how.
 ruby: $(BIN)/advfusion
-	@$(BIN)/python -m advfusion_cli.evaluation.toolchain_setup ruby
+	@$(BIN)/python -m advfusion_cli.sandbox.toolchain_setup ruby
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"

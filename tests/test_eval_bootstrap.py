@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import metrics
-from advfusion_cli.evaluation.bootstrap import (
+from advfusion_cli.metrics import text
+from advfusion_cli.metrics.bootstrap import (
     CorpusStatistic,
     bootstrap_interval,
     compare_to_best,
@@ -88,10 +88,10 @@ def test_corpus_statistic_is_recomputed_per_resample():
 def test_corpus_bleu_bootstrap_through_metrics_report():
     predictions = ["the cat sat on the mat", "a b c d", "x y", "def f ( x ) : return x"]
     references = ["the cat is on the mat", "a b c d", "x z", "def f ( x ) : return x + 1"]
-    report = metrics.evaluate_text(predictions, references)
-    statistic = report.resamplable[metrics.BLEU_CORPUS]
+    report = text.evaluate_text(predictions, references)
+    statistic = report.resamplable[text.BLEU_CORPUS]
     interval = bootstrap_interval(statistic, n_resamples=200, seed=0)
-    assert interval.estimate == pytest.approx(report.scores[metrics.BLEU_CORPUS])
+    assert interval.estimate == pytest.approx(report.scores[text.BLEU_CORPUS])
     assert 0.0 <= interval.low <= interval.high <= 1.0
     # Against itself: not significant.
     assert not paired_bootstrap(statistic, statistic, n_resamples=50).significant

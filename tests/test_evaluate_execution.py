@@ -8,8 +8,8 @@ import pytest
 
 from advfusion_cli.evaluate.execution import EMPTY, ExecutionCache, execute_candidates
 from advfusion_cli.evaluate.workflow import EvalRequest, _pass_at_k
-from advfusion_cli.evaluation.sandbox import executable_languages
 from advfusion_cli.inference.generation import Completion, DecodingSettings
+from advfusion_cli.sandbox.programs import executable_languages
 
 pytestmark = pytest.mark.skipif(
     not executable_languages()["python"], reason="the sandbox cannot run python here"
@@ -82,9 +82,9 @@ def test_not_executable_language_is_reported_not_scored(monkeypatch):
     assert summary["ran"] is False and "not executable" in summary["reason"]
     assert scores == {}
     # A missing toolchain the sandbox knows: the reason (the demo's note) names the command.
-    from advfusion_cli.evaluation import sandbox, toolchain_setup
+    from advfusion_cli.sandbox import programs, toolchain_setup
 
-    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": False})
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": False})
     monkeypatch.setattr(toolchain_setup, "_which", lambda name: "/usr/bin/apt-get")
     monkeypatch.setattr(toolchain_setup, "_is_root", lambda: False)
     summary = _pass_at_k("ruby", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
@@ -96,7 +96,7 @@ def test_not_executable_language_is_reported_not_scored(monkeypatch):
 
 def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch):
     from advfusion_cli.evaluate.workflow import FORMAT_VERSION, _reusable
-    from advfusion_cli.evaluation import sandbox
+    from advfusion_cli.sandbox import programs
 
     record = {"format_version": FORMAT_VERSION, "task": "code-generation"}
     skipped = {**record, "execution": {"ran": False, "reason": "--no-execute"}}
@@ -106,9 +106,9 @@ def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch)
     assert _reusable(missing, EvalRequest())  # would come out the same again
     # Made before ruby was installed (the demo rerun after `apt-get install ruby`): redone.
     before = {"ran": False, "language": "ruby", "executable_languages": {"ruby": False}}
-    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": True})
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": True})
     assert not _reusable({**record, "execution": before}, EvalRequest())
-    monkeypatch.setattr(sandbox, "executable_languages", lambda: {"ruby": False})
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": False})
     assert _reusable({**record, "execution": before}, EvalRequest())
     assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
     assert not _reusable(None, EvalRequest())

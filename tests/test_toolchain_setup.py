@@ -1,4 +1,4 @@
-"""`make install`'s Ruby step (advfusion_cli.evaluation.toolchain_setup): as root with apt a
+"""`make install`'s Ruby step (advfusion_cli.sandbox.toolchain_setup): as root with apt a
 missing toolchain is installed quietly; anywhere else one line names the exact command; a
 toolchain already there costs nothing. The machine is faked: no package is installed here."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from advfusion_cli.evaluation import toolchain_setup
+from advfusion_cli.sandbox import toolchain_setup
 
 
 class FakeMachine:
@@ -93,7 +93,7 @@ def test_a_toolchain_already_there_is_left_alone(monkeypatch, capsys):
 
 
 def test_every_sandbox_language_has_a_package_per_manager():
-    from advfusion_cli.evaluation.languages_exec import LANGUAGE_TABLE
+    from advfusion_cli.sandbox.toolchains import LANGUAGE_TABLE
 
     for manager, packages in toolchain_setup.PACKAGES.items():
         assert set(packages) == set(LANGUAGE_TABLE), manager

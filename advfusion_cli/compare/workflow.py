@@ -26,7 +26,7 @@ from advfusion_cli.compare.training import (
 )
 from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.workflow import ATTENTION_FILE, EvalRequest, EvaluationResult
-from advfusion_cli.evaluation.bootstrap import DEFAULT_RESAMPLES
+from advfusion_cli.metrics.bootstrap import DEFAULT_RESAMPLES
 from advfusion_cli.workflows.runs import Workdir, identity_hash, now_iso
 
 TABLE_METRICS = {
@@ -137,8 +137,8 @@ def metrics_for(task: str, n: int, custom=None) -> list[str]:
     """Every metric an evaluation of `task` (its data.custom block for a custom task) with n
     candidates per item can report."""
     from advfusion_cli.evaluate.structure import STRUCTURE_METRICS
-    from advfusion_cli.evaluation.metrics import METRIC_NAMES
-    from advfusion_cli.evaluation.passk import DEFAULT_KS
+    from advfusion_cli.metrics.passk import DEFAULT_KS
+    from advfusion_cli.metrics.text import METRIC_NAMES
 
     names = list(METRIC_NAMES)
     if task == "code-translation":

@@ -144,7 +144,7 @@ def _reusable(record: dict | None, request: EvalRequest) -> bool:
 
 
 def _executable(language: str) -> bool:
-    from advfusion_cli.evaluation.sandbox import executable_languages
+    from advfusion_cli.sandbox.programs import executable_languages
 
     return executable_languages().get(language, False)
 
@@ -320,7 +320,7 @@ def quiet_sacrebleu() -> None:
 
 def score_items(task: str, language: str, completions, references):
     """(scores, per-item scores, extra metrics.json fields) of the first candidates."""
-    from advfusion_cli.evaluation.metrics import METRIC_SCALE, evaluate_text
+    from advfusion_cli.metrics.text import METRIC_SCALE, evaluate_text
 
     quiet_sacrebleu()
     predictions = [c.texts[0] for c in completions]
@@ -346,8 +346,8 @@ def score_items(task: str, language: str, completions, references):
 
 def _pass_at_k(language, items, completions, request, cache, progress, scores, per_item) -> dict:
     """Execute candidates, add pass@k to `scores` and per-item values; the metrics.json part."""
-    from advfusion_cli.evaluation.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
-    from advfusion_cli.evaluation.sandbox import executable_languages, sandbox_info
+    from advfusion_cli.metrics.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
+    from advfusion_cli.sandbox.programs import executable_languages, sandbox_info
 
     executable = executable_languages()
     summary: dict = {"ran": False, "language": language, "executable_languages": executable}
@@ -355,7 +355,7 @@ def _pass_at_k(language, items, completions, request, cache, progress, scores, p
         summary["reason"] = "--no-execute"
         return summary
     if not executable.get(language, False):
-        from advfusion_cli.evaluation.toolchain_setup import install_command
+        from advfusion_cli.sandbox.toolchain_setup import install_command
 
         summary["reason"] = (
             f"{language} is not executable on this machine (toolchain missing; "

@@ -1,6 +1,6 @@
 """A missing language toolchain: install it where that is safe, otherwise say exactly how.
 
-`make install` runs `python -m advfusion_cli.evaluation.toolchain_setup ruby`: the demo's
+`make install` runs `python -m advfusion_cli.sandbox.toolchain_setup ruby`: the demo's
 headline metric, pass@1, runs the generated Ruby programs. As root with apt (a fresh container
 or VM, where nobody else's system is touched) the interpreter is installed quietly, best effort,
 as `.ci/run` does; anywhere else one line names the command to run. The same command appears in
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from advfusion_cli.evaluation.languages_exec import LANGUAGE_TABLE, find_toolchain
+from advfusion_cli.sandbox.toolchains import LANGUAGE_TABLE, find_toolchain
 
 # Package that provides each language's tools, per package manager (Debian/Ubuntu, Fedora, macOS).
 PACKAGES: dict[str, dict[str, str]] = {
@@ -115,7 +115,7 @@ def ensure_toolchain(language: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m advfusion_cli.evaluation.toolchain_setup LANGUAGE...`; always exits 0 (best
+    """`python -m advfusion_cli.sandbox.toolchain_setup LANGUAGE...`; always exits 0 (best
     effort: everything but pass@1 works without the toolchain)."""
     for language in argv:
         for line in ensure_toolchain(language):
