@@ -11,9 +11,9 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: install test test-slow lint format bench clean
+.PHONY: install ruby test test-slow lint format bench clean
 
-install: $(BIN)/advfusion
+install: $(BIN)/advfusion ruby
 
 $(BIN)/advfusion: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(BIN)/advfusion: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
+
+# The demo's headline metric, pass@1, runs the generated Ruby programs: as root with apt the
+# interpreter is installed (quiet, best effort, as .ci/run does); elsewhere one line says how.
+ruby: $(BIN)/advfusion
+	@$(BIN)/python -m advfusion_cli.sandbox.toolchain_setup ruby
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
@@ -42,3 +47,12 @@ format: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The CUDA path in one run of at most 10 minutes (docs/performance.md#gpu): installs what a
+# fresh GPU machine lacks, runs the -m gpu tests, the 1.3B-shape bench and the demo, and
+# writes report.md/report.json under gpu-check-report/<time>/. Without a GPU it prints what it
+# would run and exits 0. GPU_CHECK_ARGS passes options (--out DIR, --dry-run).
+.PHONY: gpu-check
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	$(GPU_CHECK_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)

@@ -18,7 +18,7 @@ from advfusion_cli.compare.table import (
     verdict_lines,
 )
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation.bootstrap import CorpusStatistic
+from advfusion_cli.metrics.bootstrap import CorpusStatistic
 
 
 def items(passed: int, n: int = 100, offset: int = 0) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from advfusion_cli.data import describe_options, list_tasks, load_task
+from advfusion_cli.data import describe_options, list_tasks, load_task, sources
 from advfusion_cli.data.languages import canonical_language, display_name, normalize_language
 from advfusion_cli.data.splits import split_by_repository
 from advfusion_cli.errors import UserError
@@ -21,8 +21,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # ---- registry, names ---------------------------------------------------------------------
 
 
-def test_registry_lists_the_three_tasks_and_suggests_on_typos():
-    assert list_tasks() == ["code-generation", "code-translation", "commit-message"]
+def test_registry_lists_the_tasks_and_suggests_on_typos():
+    assert list_tasks() == ["code-generation", "code-translation", "commit-message", "custom"]
     with pytest.raises(UserError, match="Unknown task 'code-gen'. Did you mean 'code-generation'"):
         load_task("code-gen", str(FIXTURES / "xcodeeval"))
     assert describe_options("commit-message") == {
@@ -371,13 +371,18 @@ def fake_hub(monkeypatch, tmp_path):
     }
     calls: list[tuple[str, list[str]]] = []
 
-    def snapshot_download(repo_id, *, repo_type=None, allow_patterns=None, **_):
-        assert repo_type == "dataset"
-        calls.append((repo_id, list(allow_patterns)))
+    def listing(repo_id, revision=None):
         origin = repos[repo_id]
         files = [p.relative_to(origin).as_posix() for p in origin.rglob("*") if p.is_file()]
         if repo_id == "WeixiangYan/CodeTransOcean":  # the hub keeps a "CodeTrans Datasets/" level
             files = [f"CodeTrans Datasets/{f}" for f in files]
+        return sorted(files)
+
+    def snapshot_download(repo_id, *, repo_type=None, allow_patterns=None, **_):
+        assert repo_type == "dataset"
+        calls.append((repo_id, list(allow_patterns)))
+        origin = repos[repo_id]
+        files = listing(repo_id)
         snapshot = tmp_path / repo_id.replace("/", "--")
         for name in filter_repo_objects(files, allow_patterns=allow_patterns):
             source = origin / name.removeprefix("CodeTrans Datasets/")
@@ -387,6 +392,7 @@ def fake_hub(monkeypatch, tmp_path):
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(sources, "list_hub_files", listing)
     return calls
 
 
@@ -401,10 +407,10 @@ def test_hub_commitpackft_downloads_only_the_language_configs(fake_hub):
 
 def test_hub_xcodeeval_joins_the_raw_files(fake_hub):
     data = load_task("code-generation", "hub:NTU-NLP-sg/xCodeEval", "ruby", "train")
-    assert fake_hub[-1][1] == [
+    assert fake_hub[-1][1] == [  # the files themselves, chosen from the listing
         "problem_descriptions.jsonl",
+        "program_synthesis/train/train_000.jsonl",
         "unittest_db.json",
-        "program_synthesis/train/*",
     ]
     assert sorted(e.id for e in data) == ["u-rb-rev", "u-rb-sum", "u-rb-sum-wrong"]
     assert all(e.tests for e in data)

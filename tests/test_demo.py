@@ -11,7 +11,7 @@ import pytest
 from test_evaluate_support import make_model
 
 from advfusion_cli.compare.demo import DEMO_METHODS, DemoSettings
-from advfusion_cli.evaluation.sandbox import executable_languages
+from advfusion_cli.sandbox.programs import executable_languages
 
 TINY = {
     "data.max_train_records": 4,

@@ -3,12 +3,14 @@ and corpus statistics are recomputed on each resample."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import metrics
-from advfusion_cli.evaluation.bootstrap import (
+from advfusion_cli.metrics import text
+from advfusion_cli.metrics.bootstrap import (
     CorpusStatistic,
     bootstrap_interval,
     compare_to_best,
@@ -86,10 +88,10 @@ def test_corpus_statistic_is_recomputed_per_resample():
 def test_corpus_bleu_bootstrap_through_metrics_report():
     predictions = ["the cat sat on the mat", "a b c d", "x y", "def f ( x ) : return x"]
     references = ["the cat is on the mat", "a b c d", "x z", "def f ( x ) : return x + 1"]
-    report = metrics.evaluate_text(predictions, references)
-    statistic = report.resamplable[metrics.BLEU_CORPUS]
+    report = text.evaluate_text(predictions, references)
+    statistic = report.resamplable[text.BLEU_CORPUS]
     interval = bootstrap_interval(statistic, n_resamples=200, seed=0)
-    assert interval.estimate == pytest.approx(report.scores[metrics.BLEU_CORPUS])
+    assert interval.estimate == pytest.approx(report.scores[text.BLEU_CORPUS])
     assert 0.0 <= interval.low <= interval.high <= 1.0
     # Against itself: not significant.
     assert not paired_bootstrap(statistic, statistic, n_resamples=50).significant
@@ -129,3 +131,54 @@ def test_mismatched_items_and_bad_settings_are_user_errors():
         bootstrap_interval([])
     with pytest.raises(UserError, match="at least one method"):
         compare_to_best({})
+
+
+# ---- p-values at intermediate values, against brute force ---------------------------------
+
+
+def _exact_p_value(a, b) -> float:
+    """Enumerate all n^n resamples (equally likely): 2 * P(resampled a - b has the opposite
+    sign to the observed difference, or is 0), capped at 1."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n = a.size
+    observed = a.mean() - b.mean()
+    every = np.array(list(itertools.product(range(n), repeat=n)))  # (n^n, n) index rows
+    resampled = a[every].mean(axis=1) - b[every].mean(axis=1)  # (n^n,)
+    against = np.count_nonzero(np.sign(observed) * resampled <= 0.0)
+    return min(1.0, 2.0 * against / n**n)
+
+
+# Per-item differences (1, 0, 1, 0, 0): a resample is <= 0 exactly when it draws none of the
+# two winning items, (3/5)^5 of the time, and then it is a tie (0), never negative.
+TIES_ONLY = ([1, 1, 1, 0, 1], [0, 1, 0, 0, 1])
+# Differences (1, -1, 1, 0, 1, 0): resamples fall on both sides and on 0.
+BOTH_SIDES = ([1, 0, 1, 1, 1, 0], [0, 1, 0, 1, 0, 0])
+
+
+def test_p_value_counts_ties_against_and_is_two_sided():
+    assert _exact_p_value(*TIES_ONLY) == pytest.approx(2 * (3 / 5) ** 5)  # 0.156
+    result = paired_bootstrap(*TIES_ONLY, n_resamples=20_000, seed=0)
+    # 20000 resamples: the standard error of p is ~0.004.
+    assert result.p_value == pytest.approx(2 * (3 / 5) ** 5, abs=0.015)
+    assert not result.significant
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_p_value_matches_full_enumeration(order):
+    a, b = BOTH_SIDES[::order]  # and reversed: a negative observed difference
+    exact = _exact_p_value(a, b)
+    assert 0.05 < exact < 0.9  # an intermediate value, not the 0 or 1 the other tests see
+    assert paired_bootstrap(a, b, n_resamples=20_000, seed=1).p_value == pytest.approx(
+        exact, abs=0.02
+    )
+
+
+def test_p_value_equals_a_hand_count_over_the_same_resamples():
+    a, b = (np.asarray(x, dtype=np.float64) for x in BOTH_SIDES)
+    rng = np.random.default_rng(4)  # the implementation's draws: chunks of at most 100
+    rows = np.concatenate([rng.integers(0, 6, size=(r, 6)) for r in (100, 100, 50)])
+    observed = a.mean() - b.mean()
+    against = sum(1 for row in rows if (a[row].mean() - b[row].mean()) * np.sign(observed) <= 0)
+    result = paired_bootstrap(a, b, n_resamples=250, seed=4)
+    assert 0 < against < 125
+    assert result.p_value == 2 * against / 250

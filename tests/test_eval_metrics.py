@@ -13,8 +13,8 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import bleu, metrics
-from advfusion_cli.evaluation.bootstrap import CorpusStatistic
+from advfusion_cli.metrics import bleu, text
+from advfusion_cli.metrics.bootstrap import CorpusStatistic
 
 # Case A: pred "the cat sat on the mat" / ref "the cat is on the mat" (6 tokens each).
 #   1-grams: the×2, cat, on, mat match -> 5/6     2-grams: the cat, on the, the mat -> 3/5
@@ -40,7 +40,7 @@ CASE_C_SMOOTHED = (1 / 15) ** 0.25
 def test_sentence_bleu_matches_hand_computed_values(pair, expected):
     prediction, reference = pair
     assert bleu.sentence_bleu_scores([prediction], [reference]) == pytest.approx([expected])
-    assert metrics.bleu4_smoothed_corpus([prediction], [reference]) == pytest.approx(expected)
+    assert text.bleu4_smoothed_corpus([prediction], [reference]) == pytest.approx(expected)
 
 
 def test_corpus_bleu_sums_statistics_before_scoring():
@@ -48,9 +48,9 @@ def test_corpus_bleu_sums_statistics_before_scoring():
     # smoothed p = 8/9, 5/7, 2/5, 1/4 -> product 4/63; BP = exp(1 - 12/8) = e^-0.5
     predictions, references = [CASE_A[0], CASE_B[0]], [CASE_A[1], CASE_B[1]]
     expected_corpus = (4 / 63) ** 0.25 * math.exp(-0.5)
-    assert metrics.bleu4_smoothed_corpus(predictions, references) == pytest.approx(expected_corpus)
+    assert text.bleu4_smoothed_corpus(predictions, references) == pytest.approx(expected_corpus)
     expected_mean = (CASE_A_SMOOTHED + CASE_B_SMOOTHED) / 2
-    assert metrics.bleu4_smoothed_sentence_mean(predictions, references) == pytest.approx(
+    assert text.bleu4_smoothed_sentence_mean(predictions, references) == pytest.approx(
         expected_mean
     )
 
@@ -77,8 +77,8 @@ def test_empty_strings_do_not_crash_and_follow_documented_limits():
     assert bleu.sentence_bleu_scores([""], [""]) == [1.0]  # nothing to say, nothing said
     # "a b" against "": no matches; possible 2, 1, 0, 0 -> p = 1/3, 1/2, 1, 1; BP = 1.
     assert bleu.sentence_bleu_scores(["a b"], [""]) == pytest.approx([(1 / 6) ** 0.25])
-    scores = metrics.compute_text_metrics(["", "x"], ["", ""])
-    assert set(scores) == set(metrics.METRIC_NAMES)
+    scores = text.compute_text_metrics(["", "x"], ["", ""])
+    assert set(scores) == set(text.METRIC_NAMES)
     assert all(math.isfinite(value) for value in scores.values())
 
 
@@ -120,41 +120,41 @@ def test_unsmoothed_bleu_equals_sacrebleu_without_smoothing(seed):
 
 def test_sacrebleu_corpus_and_its_signature():
     predictions, references = _random_corpus(7)
-    result = metrics.sacrebleu_corpus(predictions, references)
+    result = text.sacrebleu_corpus(predictions, references)
     expected = BLEU().corpus_score(predictions, [references]).score
     assert result.score == pytest.approx(expected)
     assert result.signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
     # Per-item statistics summed reproduce the corpus score (what the bootstrap resamples).
-    stats = metrics.sacrebleu_statistics(predictions, references)
-    assert metrics.sacrebleu_from_totals(stats.sum(axis=0)) == pytest.approx(expected)
+    stats = text.sacrebleu_statistics(predictions, references)
+    assert text.sacrebleu_from_totals(stats.sum(axis=0)) == pytest.approx(expected)
 
 
 def test_rouge_f_measures_hand_computed():
     # pred "the cat on the mat" (5 tokens) vs ref "the cat sat on the mat" (6 tokens)
     # ROUGE-1: overlap 5 -> P 1, R 5/6, F 10/11.  ROUGE-2: pred bigrams 4, ref 5, overlap 3
     # -> P 3/4, R 3/5, F 2/3.  ROUGE-L: LCS 5 -> F 10/11.
-    scores = metrics.rouge_f_scores(["the cat on the mat"], ["the cat sat on the mat"])
-    assert scores[metrics.ROUGE1] == pytest.approx([10 / 11])
-    assert scores[metrics.ROUGE2] == pytest.approx([2 / 3])
-    assert scores[metrics.ROUGEL] == pytest.approx([10 / 11])
+    scores = text.rouge_f_scores(["the cat on the mat"], ["the cat sat on the mat"])
+    assert scores[text.ROUGE1] == pytest.approx([10 / 11])
+    assert scores[text.ROUGE2] == pytest.approx([2 / 3])
+    assert scores[text.ROUGEL] == pytest.approx([10 / 11])
 
 
 def test_rouge_uses_no_stemmer_like_hf_evaluate():
     # With a Porter stemmer "cats running" and "cat run" would match fully.
-    scores = metrics.rouge_f_scores(["cats running"], ["cat run"])
-    assert scores[metrics.ROUGE1] == [0.0]
+    scores = text.rouge_f_scores(["cats running"], ["cat run"])
+    assert scores[text.ROUGE1] == [0.0]
 
 
 def test_rouge_handles_empty_and_non_ascii_text():
-    scores = metrics.rouge_f_scores(["", "你好", "Héllo"], ["abc", "你好", "hello"])
-    assert scores[metrics.ROUGE1][0] == 0.0
-    assert scores[metrics.ROUGE1][1] == 0.0  # no [a-z0-9] tokens: documented behaviour
+    scores = text.rouge_f_scores(["", "你好", "Héllo"], ["abc", "你好", "hello"])
+    assert scores[text.ROUGE1][0] == 0.0
+    assert scores[text.ROUGE1][1] == 0.0  # no [a-z0-9] tokens: documented behaviour
     # "Héllo" -> tokens h, llo; "hello" -> hello: no overlap.
-    assert scores[metrics.ROUGE1][2] == 0.0
+    assert scores[text.ROUGE1][2] == 0.0
 
 
 def test_exact_match_strips_trailing_whitespace_only():
-    scores = metrics.exact_match_scores(
+    scores = text.exact_match_scores(
         ["x = 1\n", "  x = 1", "x = 1 \t\n\n", "x=1"], ["x = 1", "x = 1", "x = 1", "x = 1"]
     )
     assert scores == [1.0, 0.0, 1.0, 0.0]
@@ -163,30 +163,30 @@ def test_exact_match_strips_trailing_whitespace_only():
 def test_compute_text_metrics_names_and_values():
     predictions = [CASE_A[0], CASE_B[0], "same"]
     references = [CASE_A[1], CASE_B[1], "same"]
-    report = metrics.evaluate_text(predictions, references)
-    assert tuple(report.scores) == metrics.METRIC_NAMES
-    assert report.scores[metrics.EXACT_MATCH] == pytest.approx(1 / 3)
-    assert report.scores[metrics.BLEU_SENTENCE_MEAN] == pytest.approx(
+    report = text.evaluate_text(predictions, references)
+    assert tuple(report.scores) == text.METRIC_NAMES
+    assert report.scores[text.EXACT_MATCH] == pytest.approx(1 / 3)
+    assert report.scores[text.BLEU_SENTENCE_MEAN] == pytest.approx(
         (CASE_A_SMOOTHED + CASE_B_SMOOTHED + 1.0) / 3
     )
     for name, values in report.per_item.items():
         assert len(values) == 3
         assert report.scores[name] == pytest.approx(float(np.mean(values)))
-    assert report.signatures[metrics.SACREBLEU_CORPUS].startswith("nrefs:1|")
+    assert report.signatures[text.SACREBLEU_CORPUS].startswith("nrefs:1|")
     # Every metric can be resampled; on all items the resample reproduces the score.
-    for name in metrics.METRIC_NAMES:
+    for name in text.METRIC_NAMES:
         item = report.resamplable[name]
         full = np.arange(3)
         value = item.compute(full) if isinstance(item, CorpusStatistic) else float(np.mean(item))
         assert value == pytest.approx(report.scores[name])
-    assert isinstance(report.resamplable[metrics.BLEU_CORPUS], CorpusStatistic)
+    assert isinstance(report.resamplable[text.BLEU_CORPUS], CorpusStatistic)
     # A corpus metric on a resample is recomputed, not averaged: items 0, 0 -> case A alone.
-    twice_a = report.resamplable[metrics.BLEU_CORPUS].compute(np.array([0, 0]))
+    twice_a = report.resamplable[text.BLEU_CORPUS].compute(np.array([0, 0]))
     assert twice_a == pytest.approx(bleu.corpus_bleu([CASE_A[0]] * 2, [CASE_A[1]] * 2))
 
 
 def test_bad_inputs_raise_user_errors():
     with pytest.raises(UserError, match="2 predictions but 1 references"):
-        metrics.compute_text_metrics(["a", "b"], ["a"])
+        text.compute_text_metrics(["a", "b"], ["a"])
     with pytest.raises(UserError, match="empty"):
-        metrics.compute_text_metrics([], [])
+        text.compute_text_metrics([], [])

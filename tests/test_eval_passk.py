@@ -7,7 +7,7 @@ import math
 import pytest
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation.passk import mean_pass_at_k, pass_at_k, per_problem_pass_at_k
+from advfusion_cli.metrics.passk import mean_pass_at_k, pass_at_k, per_problem_pass_at_k
 
 
 @pytest.mark.parametrize(

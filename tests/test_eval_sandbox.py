@@ -17,11 +17,11 @@ import uuid
 import pytest
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import languages_exec, sandbox
-from advfusion_cli.evaluation.sandbox import Limits, outputs_match, run_program, run_tests
+from advfusion_cli.sandbox import programs, toolchains
+from advfusion_cli.sandbox.programs import Limits, outputs_match, run_program, run_tests
 
-EXECUTABLE = sandbox.executable_languages()
-INFO = sandbox.sandbox_info()
+EXECUTABLE = programs.executable_languages()
+INFO = programs.sandbox_info()
 
 # Sum the integers on stdin; WRONG adds one; LOOP never ends.
 SUM_PROGRAMS = {
@@ -79,12 +79,12 @@ def _needs(language: str):
     return pytest.mark.skipif(not EXECUTABLE[language], reason=f"no {language} toolchain here")
 
 
-PER_LANGUAGE = [pytest.param(lang, marks=_needs(lang)) for lang in languages_exec.LANGUAGES]
+PER_LANGUAGE = [pytest.param(lang, marks=_needs(lang)) for lang in toolchains.LANGUAGES]
 
 
 def test_every_canonical_language_has_programs_and_a_table_row():
-    assert set(SUM_PROGRAMS) == set(languages_exec.LANGUAGES)
-    assert languages_exec.LANGUAGES == (
+    assert set(SUM_PROGRAMS) == set(toolchains.LANGUAGES)
+    assert toolchains.LANGUAGES == (
         "python", "javascript", "java", "c", "cpp", "go", "ruby", "rust", "php",
     )  # fmt: skip
     assert EXECUTABLE["python"] is True
@@ -142,7 +142,7 @@ def test_compile_error_and_unsupported():
 
 
 def test_missing_toolchain_is_unsupported(monkeypatch):
-    monkeypatch.setattr(sandbox, "find_toolchain", lambda language: None)
+    monkeypatch.setattr(programs, "find_toolchain", lambda language: None)
     result = run_program("ruby", "puts 1")
     assert result.status == "unsupported"
     assert "needs: ruby" in result.stderr
@@ -200,23 +200,23 @@ def test_output_normalisation(actual, accepted, expected):
 
 
 def test_java_main_class_detection():
-    assert languages_exec.java_main_class("public class Foo { }") == ("Foo", "Foo")
-    assert languages_exec.java_main_class(
+    assert toolchains.java_main_class("public class Foo { }") == ("Foo", "Foo")
+    assert toolchains.java_main_class(
         "package a.b;\n/* public class Nope {} */\npublic final class Bar {}"
     ) == ("a.b.Bar", "Bar")
-    assert languages_exec.java_main_class(
+    assert toolchains.java_main_class(
         "class Helper {}\nclass Runner { public static void main(String[] a) {} }"
     ) == ("Runner", "Main")
-    assert languages_exec.java_main_class("int x;") == ("Main", "Main")
+    assert toolchains.java_main_class("int x;") == ("Main", "Main")
 
 
 def test_language_aliases():
-    assert languages_exec.canonical_language("Python3") == "python"
-    assert languages_exec.canonical_language("C++") == "cpp"
-    assert languages_exec.canonical_language("node.js") == "javascript"
-    assert languages_exec.canonical_language("cobol") is None
+    assert toolchains.canonical_language("Python3") == "python"
+    assert toolchains.canonical_language("C++") == "cpp"
+    assert toolchains.canonical_language("node.js") == "javascript"
+    assert toolchains.canonical_language("cobol") is None
     with pytest.raises(UserError, match="Unknown language 'pyhton'. Did you mean 'python'"):
-        languages_exec.resolve_language("pyhton")
+        toolchains.resolve_language("pyhton")
 
 
 def test_bad_limits_are_user_errors():
@@ -235,6 +235,27 @@ def test_sandbox_info_reports_each_layer():
     ):
         assert key in INFO
     assert INFO["executable_languages"] == EXECUTABLE
+
+
+def _kernel_gives_root_namespaces() -> bool:
+    """Probed without the sandbox's code: can a root child unshare mount, network and pid
+    namespaces here? (CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID through libc.)"""
+    if os.geteuid() != 0:
+        return False
+    flags = 0x00020000 | 0x40000000 | 0x20000000
+    probe = f"import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)"
+    return subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 0
+
+
+@pytest.mark.skipif(not _kernel_gives_root_namespaces(), reason="not root, or no namespaces here")
+def test_as_root_with_namespaces_every_layer_is_on():
+    """Where the kernel offers the namespaces, a sandbox that stops using them (or a probe that
+    stops seeing them) is a failure here: the isolation tests above would only skip."""
+    assert INFO["running_as_root"] and INFO["namespaces"]
+    assert INFO["network_isolated"], "a run can reach the network"
+    assert INFO["filesystem_read_only"], "a run can write outside its directory"
+    assert INFO["pid_namespace"], "a run can see and signal other processes"
+    assert INFO["capabilities_dropped"]
 
 
 # ---- hostile Python programs in detail ------------------------------------------------
@@ -389,7 +410,7 @@ def test_background_children_do_not_outlive_the_run():
 def without_namespaces(monkeypatch):
     import dataclasses
 
-    from advfusion_cli.evaluation import isolation
+    from advfusion_cli.sandbox import isolation
 
     info, bases = isolation.isolation_plan()
     degraded = dataclasses.replace(
@@ -458,7 +479,7 @@ def _can_run_as_nobody() -> bool:
     probe = subprocess.run(
         ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
          _SYSTEM_PYTHON, "-c", f"import sys; sys.path.insert(0, {_REPO_ROOT!r}); "
-         "import advfusion_cli.evaluation.sandbox"],
+         "import advfusion_cli.sandbox.programs"],
         capture_output=True, timeout=30,
     )  # fmt: skip
     return probe.returncode == 0
@@ -470,7 +491,7 @@ def test_unprivileged_caller_gets_user_namespace_isolation(tmp_path):
         f"""
         import json, sys
         sys.path.insert(0, {_REPO_ROOT!r})
-        from advfusion_cli.evaluation import sandbox as S
+        from advfusion_cli.sandbox import programs as S
         out = {{"info": S.sandbox_info()}}
         ok = S.run_tests("python", "print(sum(map(int, input().split())))", [("1 2", ["3"])])
         out["passed"] = ok.passed
@@ -520,8 +541,8 @@ def test_unprivileged_caller_gets_user_namespace_isolation(tmp_path):
     ],
 )
 def test_java_out_of_memory_errors_are_told_apart(stderr, status):
-    from advfusion_cli.evaluation.process_runner import Outcome
+    from advfusion_cli.sandbox.process_runner import Outcome
 
     outcome = Outcome(1, b"", stderr, 0.5, 0.4, False, False, False)
-    java = languages_exec.LANGUAGE_TABLE["java"]
-    assert sandbox._classify(outcome, java, Limits()) == status
+    java = toolchains.LANGUAGE_TABLE["java"]
+    assert programs._classify(outcome, java, Limits()) == status

@@ -17,7 +17,7 @@ from test_evaluate_support import (
     write_translation,
 )
 
-from advfusion_cli.evaluation.sandbox import executable_languages
+from advfusion_cli.sandbox.programs import executable_languages
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 
 from advfusion_cli.evaluate.execution import EMPTY, ExecutionCache, execute_candidates
 from advfusion_cli.evaluate.workflow import EvalRequest, _pass_at_k
-from advfusion_cli.evaluation.sandbox import executable_languages
 from advfusion_cli.inference.generation import Completion, DecodingSettings
+from advfusion_cli.sandbox.programs import executable_languages
 
 pytestmark = pytest.mark.skipif(
     not executable_languages()["python"], reason="the sandbox cannot run python here"
@@ -76,15 +76,27 @@ def test_pass_at_k_from_executed_samples():
     assert summary["statuses"] == {"passed": 2, "wrong_answer": 7, "runtime_error": 1}
 
 
-def test_not_executable_language_is_reported_not_scored():
+def test_not_executable_language_is_reported_not_scored(monkeypatch):
     scores: dict = {}
     summary = _pass_at_k("cobol", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
     assert summary["ran"] is False and "not executable" in summary["reason"]
     assert scores == {}
+    # A missing toolchain the sandbox knows: the reason (the demo's note) names the command.
+    from advfusion_cli.sandbox import programs, toolchain_setup
+
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": False})
+    monkeypatch.setattr(toolchain_setup, "_which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(toolchain_setup, "_is_root", lambda: False)
+    summary = _pass_at_k("ruby", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
+    assert summary["reason"] == (
+        "ruby is not executable on this machine (toolchain missing; install it with: "
+        "sudo apt-get install -y ruby, then run again)"
+    )
 
 
-def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution():
+def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch):
     from advfusion_cli.evaluate.workflow import FORMAT_VERSION, _reusable
+    from advfusion_cli.sandbox import programs
 
     record = {"format_version": FORMAT_VERSION, "task": "code-generation"}
     skipped = {**record, "execution": {"ran": False, "reason": "--no-execute"}}
@@ -92,5 +104,11 @@ def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution():
     assert not _reusable(skipped, EvalRequest())
     assert _reusable(skipped, EvalRequest(execute=False))
     assert _reusable(missing, EvalRequest())  # would come out the same again
+    # Made before ruby was installed (the demo rerun after `apt-get install ruby`): redone.
+    before = {"ran": False, "language": "ruby", "executable_languages": {"ruby": False}}
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": True})
+    assert not _reusable({**record, "execution": before}, EvalRequest())
+    monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": False})
+    assert _reusable({**record, "execution": before}, EvalRequest())
     assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
     assert not _reusable(None, EvalRequest())

@@ -378,8 +378,8 @@ def test_task_mismatch_and_wrong_file_kind(cli, world, tmp_path):
     assert "Cannot tell the language of" in line and "pass --from" in line
 
 
-@pytest.mark.slow
 def test_a_4bit_run_generates_with_its_quantized_base(cli, world, tmp_path):
+    """Default tier at one step on two records: ~5 CPU seconds, most of it loading."""
     from conftest import run_cli
 
     from advfusion_cli.generate import Generator
@@ -387,6 +387,8 @@ def test_a_4bit_run_generates_with_its_quantized_base(cli, world, tmp_path):
     workdir = tmp_path / "w4"
     data = write_translation(tmp_path / "trans")
     args = training_args(world["model"], data, "code-translation", workdir)
+    small = ["training.max_steps=1", "data.max_train_records=2", "data.max_eval_records=1"]
+    args += [item for value in small for item in ("--set", value)]
     trained = run_cli(
         "train-adapters", "--langs", "ruby", "--kind", "lora", "--quantization", "4bit", *args
     )

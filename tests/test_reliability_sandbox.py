@@ -24,13 +24,13 @@ import uuid
 
 import pytest
 
-from advfusion_cli.evaluation import languages_exec, sandbox
-from advfusion_cli.evaluation.cgroups import cgroup_v1_bases
-from advfusion_cli.evaluation.sandbox import Limits, run_program
+from advfusion_cli.sandbox import programs, toolchains
+from advfusion_cli.sandbox.cgroups import cgroup_v1_bases
+from advfusion_cli.sandbox.programs import Limits, run_program
 
-LANGUAGES = languages_exec.LANGUAGES
-EXECUTABLE = sandbox.executable_languages()
-INFO = sandbox.sandbox_info()
+LANGUAGES = toolchains.LANGUAGES
+EXECUTABLE = programs.executable_languages()
+INFO = programs.sandbox_info()
 FAILURES = {"runtime_error", "timeout", "memory_limit", "output_limit"}
 
 INFINITE_LOOPS = {

@@ -112,7 +112,7 @@ CASES = [
         [],
         {},
         "{file}:2: data.task: unknown task 'commit-mesage'. Did you mean 'commit-message'? Available: "
-        "code-generation, code-translation, commit-message.",
+        "code-generation, code-translation, commit-message, custom.",
     ),
     (
         "unknown-language",

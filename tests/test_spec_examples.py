@@ -39,7 +39,9 @@ def test_example_validates_through_the_cli(cli, path):
 
 def test_examples_cover_every_task_and_method():
     specs = [load_spec(path) for path in EXAMPLES]
-    assert {spec.data.task for spec in specs} == set(TASKS)
+    # The custom task's example is examples/custom-task/ (its records are generated first);
+    # tests/test_custom_task_compare.py runs it.
+    assert {spec.data.task for spec in specs} == set(TASKS) - {"custom"}
     assert {spec.method.name for spec in specs} == set(METHODS)
     fused_kinds = {spec.method.adapter_kind for spec in specs if spec.is_fusion}
     assert fused_kinds == {"task-adapter", "compacter"}

@@ -277,6 +277,7 @@ def test_adv_fuse_masks_the_target_in_phase_one_and_restores_it(cli, world, tmp_
     execute.AFTER_SETUP_HOOKS.append(after_setup)
     trainer.AFTER_STEP_HOOKS.append(after_step)
     extra = ["--reset-optimizer"] if reset else []
+    extra += ["--set", "training.keep_optimizer_state=true"]  # read back below
     try:
         result = cli(*common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *extra))
     finally:

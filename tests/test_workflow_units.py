@@ -298,3 +298,48 @@ def test_best_weights_are_reloaded_at_phase_end(tmp_path):
     evals = [r for r in run.read_metrics() if "eval_loss" in r]
     assert min(r["eval_loss"] for r in evals) == pytest.approx(results[0].best_eval_loss, abs=1e-6)
     assert ckpt.list_checkpoints(run.checkpoints / "one") == []  # superseded by "end"
+
+
+class _Drifting(torch.nn.Module):
+    """One weight vector that training pushes towards 10 while the eval loss is lowest at 0.2:
+    the eval loss falls, reaches its minimum, then rises until the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+
+def _drift_loss(model, batch, train):
+    aim = 10.0 if train else 0.2
+    return ((model.w - aim) ** 2).mean(), torch.tensor(1)
+
+
+def test_keep_best_restores_the_minimum_not_the_last_step(tmp_path):
+    torch.manual_seed(0)
+    model = _Drifting()
+    named = dict(model.named_parameters())
+    # Adam at a constant 0.05 moves w by ~0.05 a step: eval loss (w - 0.2)^2 bottoms out near
+    # step 4 and is ~4x worse again by step 12.
+    settings = T.LoopSettings(
+        learning_rate=0.05, total_steps=12, schedule="constant", eval_every=1, optimizer="adamw"
+    )
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir(parents=True)
+    collate = lambda items: {"attention_mask": torch.ones(len(items), 1)}  # noqa: E731
+    trainer = T.Trainer(Accelerator(cpu=True), model, named, _drift_loss, collate, run)
+    after_step: dict[int, torch.Tensor] = {}
+
+    def snapshot(phase, step):
+        after_step[step] = model.w.detach().clone()
+
+    T.AFTER_STEP_HOOKS.append(snapshot)
+    try:
+        (result,) = [trainer.run_phase(T.Phase("one", [0, 1], [0], settings))]
+    finally:
+        T.AFTER_STEP_HOOKS.remove(snapshot)
+
+    evals = {r["step"]: r["eval_loss"] for r in run.read_metrics() if "eval_loss" in r}
+    assert 1 < result.best_step < 12
+    assert evals[12] > 2 * evals[result.best_step]  # it really rose after its minimum
+    assert torch.equal(model.w.detach(), after_step[result.best_step])
+    assert not torch.equal(model.w.detach(), after_step[12])

@@ -47,6 +47,7 @@ def adv_fuse_command(
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
     seed: c.SeedOpt = None,
+    report_to: c.ReportToOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
     no_cache: c.NoCacheOpt = False,
@@ -55,6 +56,7 @@ def adv_fuse_command(
     from advfusion_cli.workflows.adv_fuse import adv_fuse
 
     flags = c.common_flags(model, data, task, quantization, workdir, seed) | {
+        "training.report_to": report_to,
         "method.name": "advfusion",
         "method.adapter_kind": c.check_kind(kind, c.FUSION_ADAPTER_KINDS),
         "method.mask_mode": mask_mode,

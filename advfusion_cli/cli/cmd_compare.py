@@ -90,6 +90,7 @@ def compare_command(
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
     no_cache: c.NoCacheOpt = False,
+    report_to: c.ReportToOpt = None,
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
@@ -125,4 +126,5 @@ def compare_command(
         spec_path=spec,
         sets=set_,
         preset=preset,
+        report_to=report_to,
     )

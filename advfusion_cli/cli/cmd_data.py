@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from advfusion_cli.cli.app import app
@@ -13,10 +15,18 @@ app.add_typer(data_app, name="data")
 @data_app.command("show")
 def show(
     task: str = typer.Option(
-        "commit-message", "--task", help="commit-message, code-generation or code-translation."
+        None,
+        "--task",
+        help="commit-message (default), code-generation, code-translation or custom (--spec).",
     ),
     source: str = typer.Option(
-        "testbed", "--source", help="'testbed', 'hub:<dataset id>' or a local file/folder."
+        None, "--source", help="'testbed' (default), 'hub:<dataset id>' or a local file/folder."
+    ),
+    spec: Path = typer.Option(
+        None, "--spec", help="A job spec: show its data (task, source, data.custom, split seed)."
+    ),
+    sets: list[str] = typer.Option(
+        None, "--set", help="With --spec: override one key, e.g. --set data.target=go."
     ),
     lang: list[str] = typer.Option(
         None, "--lang", help="Target language(s), any spelling (repeat for several); default all."
@@ -52,10 +62,11 @@ def show(
     from advfusion_cli.spec.schema import DataSpec, normalize_source
 
     # The same rules as the spec's data.source and data.max_*_tokens, before any loading.
-    try:
-        normalize_source(source)
-    except ValueError as err:
-        raise UserError(f"--source {source!r}: {err}") from None
+    if source is not None:
+        try:
+            normalize_source(source)
+        except ValueError as err:
+            raise UserError(f"--source {source!r}: {err}") from None
     for option, key, value in (
         ("--max-prompt-tokens", "max_prompt_tokens", max_prompt_tokens),
         ("--max-target-tokens", "max_target_tokens", max_target_tokens),
@@ -65,8 +76,9 @@ def show(
         if value < least:
             raise UserError(f"{option} must be >= {least}, got {value}.")
 
+    task, source, options = _task_and_source(task, source, spec, sets)
     wanted = canonical_split(split) if split is not None else None
-    data = load_task(task, source, lang or None, "all", strict=strict)
+    data = load_task(task, source, lang or None, "all", strict=strict, **options)
     if wanted is None:  # held-out folders often have only a test split: show what is there
         present = data.stats.splits_present()
         wanted = "train" if "train" in present or not present else present[0]
@@ -106,6 +118,24 @@ def show(
             console.print(Panel(Text(example.target), title="target", title_align="left"))
     for table in stats_tables(data.stats):
         console.print(table)
+
+
+def _task_and_source(task, source, spec, sets) -> tuple[str, str, dict]:
+    """(task, source, loader options): from the flags alone, or the spec's data section with
+    the flags on top (the same precedence as every other command)."""
+    from advfusion_cli.errors import UserError
+
+    if spec is None:
+        if sets:
+            raise UserError("--set needs --spec (it overrides a key of that spec).")
+        if task is not None and task.strip().lower() == "custom":
+            raise UserError("--task custom: the task is defined in a spec; pass --spec SPEC.yaml.")
+        return task or "commit-message", source or "testbed", {}
+    from advfusion_cli.workflows.cli_common import resolve
+    from advfusion_cli.workflows.task_data import task_options
+
+    job = resolve(spec, None, sets, {"data.task": task, "data.source": source}, False)
+    return job.data.task, job.data.source, task_options(job.data)
 
 
 def _count_truncation(name: str, examples, stats, **budgets: int) -> None:

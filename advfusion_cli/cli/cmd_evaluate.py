@@ -38,6 +38,14 @@ def evaluate_command(
     max_new_tokens: e.MaxNewTokensOpt = 512,
     execute: e.ExecuteOpt = True,
     workers: e.WorkersOpt = None,
+    autocast: Annotated[
+        bool,
+        typer.Option(
+            "--autocast/--no-autocast",
+            help="CUDA: generate in the training compute dtype (bf16 autocast); "
+            "--no-autocast runs adapters and fusion in fp32. CPU never autocasts.",
+        ),
+    ] = True,
     # str, not Path: Path('') would silently become '.', the current folder.
     out: Annotated[
         str | None, typer.Option("--out", help="Write here instead of <run>/evals/...")
@@ -56,6 +64,14 @@ def evaluate_command(
     set_: c.SetOpt = None,
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
+    report_to: Annotated[
+        str | None,
+        typer.Option(
+            "--report-to",
+            help="Also log the scores (and a fusion's attention heatmap) to these trackers: "
+            "tensorboard, wandb, mlflow; a run's scores join its training curves.",
+        ),
+    ] = None,
 ) -> None:
     """Generate on a split (greedy, 512 new tokens by default), score with the paper's metrics (and pass@k for code generation), write predictions.jsonl and metrics.json."""
     from advfusion_cli.evaluate.cli import run_evaluate
@@ -76,6 +92,7 @@ def evaluate_command(
         ),
         execute=execute,
         workers=workers,
+        autocast=autocast,
         out=None if out is None else folder_option(out, "--out"),
         force=force,
         base_flags=c.common_flags(model, data, task, quantization, workdir, None)
@@ -83,4 +100,5 @@ def evaluate_command(
         spec_path=spec,
         sets=set_,
         preset=preset,
+        report_to=report_to,
     )

@@ -21,6 +21,7 @@ def fuse_command(
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
     seed: c.SeedOpt = None,
+    report_to: c.ReportToOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
     no_cache: c.NoCacheOpt = False,
@@ -29,6 +30,7 @@ def fuse_command(
     from advfusion_cli.workflows.fuse import fuse
 
     flags = c.common_flags(model, data, task, quantization, workdir, seed) | {
+        "training.report_to": report_to,
         "method.name": "adapterfusion",
         "method.adapter_kind": c.check_kind(kind, c.FUSION_ADAPTER_KINDS),
         "data.target": target,

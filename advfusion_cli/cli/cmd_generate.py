@@ -32,7 +32,7 @@ def generate_command(
         str | None,
         typer.Option(
             "--task",
-            help="commit-message, code-translation or code-generation (default: the run's).",
+            help="commit-message, code-translation, code-generation or custom (default: the run's).",
         ),
     ] = None,
     source_language: Annotated[

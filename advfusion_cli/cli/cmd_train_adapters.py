@@ -31,6 +31,7 @@ def train_adapters_command(
     preset: c.PresetOpt = None,
     workdir: c.WorkdirOpt = None,
     seed: c.SeedOpt = None,
+    report_to: c.ReportToOpt = None,
     force: c.ForceOpt = False,
     dry_run: c.DryRunOpt = False,
     no_cache: c.NoCacheOpt = False,
@@ -42,7 +43,9 @@ def train_adapters_command(
         spec,
         preset,
         set_,
-        c.common_flags(model, data, task, quantization, workdir, seed) | c.cache_flags(no_cache),
+        c.common_flags(model, data, task, quantization, workdir, seed)
+        | c.cache_flags(no_cache)
+        | {"training.report_to": report_to},
         kind=c.check_kind(kind, ADAPTER_KINDS),
         langs=langs,
     )

@@ -37,6 +37,7 @@ def validate(
 
     job = resolve_spec(spec, preset=preset, sets=sets)
     check_paths(job)
+    checked = _check_custom_records(job)
 
     console = Console(highlight=False)
     console.print("[green]ok[/green]" + (f" {escape(str(spec))}" if spec else ""), soft_wrap=True)
@@ -44,5 +45,17 @@ def validate(
     for label, value in summary_rows(job):
         table.add_row(label, value)
     console.print(table)
+    for line in checked:
+        console.print(escape(line), soft_wrap=True)
     if print_spec:
         console.out(dump_spec(job), end="")
+
+
+def _check_custom_records(job) -> list[str]:
+    """A custom task: the template's fields against each record file's first record."""
+    if job.data.custom is None:
+        return []
+    from advfusion_cli.data.tasks.custom import CustomTaskOptions, check_first_records
+
+    options = CustomTaskOptions(**job.data.custom.loader_options(job.data.split_seed))
+    return check_first_records(Path(job.data.source).expanduser(), options)

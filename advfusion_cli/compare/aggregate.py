@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation.bootstrap import (
+from advfusion_cli.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     CorpusStatistic,
     ItemScores,

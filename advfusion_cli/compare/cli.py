@@ -116,18 +116,35 @@ def dry_run_table(request: CompareRequest) -> Table:
     return table
 
 
-def run_compare(*, dry_run: bool, **options) -> None:
+def run_compare(*, dry_run: bool, report_to: str | None = None, **options) -> None:
+    """`report_to`: the trainings report their curves, and every evaluation and the
+    comparison's scores and plots go to these trackers too."""
+    from advfusion_cli.workflows import tracking
+
     console = stdout_console()
+    trackers = tracking.parse_report_to(report_to)
+    if report_to is not None:  # given (`none` included): it decides for the trainings too
+        tracking.check_installed(trackers, "--report-to")  # before any work
+        options["flags"] = {**options["flags"], "training.report_to": trackers}
     request = build_request(**options)
     if dry_run:
         console.print(dry_run_table(request))
         console.print("Nothing was trained or evaluated (--dry-run).")
         return
-    from advfusion_cli.compare.workflow import compare
+    from advfusion_cli.compare.workflow import compare, reference_spec
+
+    if report_to is None:  # `--set training.report_to=...` or a spec file may ask for them
+        trackers = list(reference_spec(request).training.report_to)
+        tracking.check_installed(trackers)
 
     with interrupts_explained():
         result = compare(request)
     print_result(result, console)
+    if trackers:
+        from advfusion_cli.workflows.tracking_results import report_comparison
+
+        report_comparison(trackers, result, reference_spec(request).output.workdir)
+        console.print(f"Reported to {', '.join(trackers)}.")
 
 
 def interrupts_explained():

@@ -121,7 +121,10 @@ class PipelineProgress:
         detail = f"{task.fields.get('detail', '')}  eval {eval_loss:.3f}{' *' if improved else ''}"
         self._progress.update(self._current, detail=detail.strip())
 
-    def finish(self, best_eval_loss: float | None) -> None:
+    def note_stop(self, reason: str) -> None:
+        self.log.append(f"{self._label.strip()}: {reason}")
+
+    def finish(self, best_eval_loss: float | None, steps: int | None = None) -> None:
         self._progress.update(self._current, visible=False)
 
     def stop(self) -> None:

@@ -4,10 +4,10 @@ One job is (method, seed, value of the varied setting). Its spec is built exactl
 training commands build theirs (defaults < preset < --spec < --set < flags), so a run that
 `train-adapters`, `fuse` or `adv-fuse` already trained is found and reused, and vice versa.
 
-Order matters for the adapter store (one adapter per base, task, kind and language): before a
-fusion is planned, the target's adapter for the same seed and setting is trained or reused
-(which re-publishes it), so a fusion always fuses the target adapter of its own seed, and a
-rerun of the same comparison plans the same fusion runs.
+Before a fusion is planned, the target's adapter for the same seed and setting is trained or
+reused; the fusion's plan then fuses only stored adapters trained with its own spec (seed and
+setting included) and trains the others, so a rerun of the same comparison plans the same
+fusion runs.
 """
 
 from __future__ import annotations
@@ -150,7 +150,10 @@ class JobTrainer:
         from advfusion_cli.workflows.execute import open_session
 
         if self._session is None:
-            self._session = open_session(spec.training.precision)
+            training = spec.training
+            self._session = open_session(
+                training.precision, training.report_to, spec.output.workdir
+            )
             self._session.progress = self.progress
         return self._session
 
@@ -181,7 +184,7 @@ class JobTrainer:
         from advfusion_cli.workflows.train_adapters import run_adapter
 
         target = spec.data.target
-        # The target adapter of this seed/setting first: it is re-published to the store.
+        # The target adapter of this seed/setting first (the single-language run of it).
         adapter_data = spec.data.model_copy(update={"languages": [target]})
         adapter_spec = spec.model_copy(
             update={"method": adapter_method_of(spec), "data": adapter_data}

@@ -26,7 +26,7 @@ from advfusion_cli.compare.training import (
 )
 from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.workflow import ATTENTION_FILE, EvalRequest, EvaluationResult
-from advfusion_cli.evaluation.bootstrap import DEFAULT_RESAMPLES
+from advfusion_cli.metrics.bootstrap import DEFAULT_RESAMPLES
 from advfusion_cli.workflows.runs import Workdir, identity_hash, now_iso
 
 TABLE_METRICS = {
@@ -133,25 +133,33 @@ def _target_flag(request: CompareRequest) -> str | None:
     return request.inputs.flags.get("data.target")
 
 
-def metrics_for(task: str, n: int) -> list[str]:
-    """Every metric an evaluation of `task` with n candidates per item can report."""
+def metrics_for(task: str, n: int, custom=None) -> list[str]:
+    """Every metric an evaluation of `task` (its data.custom block for a custom task) with n
+    candidates per item can report."""
     from advfusion_cli.evaluate.structure import STRUCTURE_METRICS
-    from advfusion_cli.evaluation.metrics import METRIC_NAMES
-    from advfusion_cli.evaluation.passk import DEFAULT_KS
+    from advfusion_cli.metrics.passk import DEFAULT_KS
+    from advfusion_cli.metrics.text import METRIC_NAMES
 
     names = list(METRIC_NAMES)
     if task == "code-translation":
         names += STRUCTURE_METRICS
-    if task == "code-generation":
+    if task == "code-generation" or (custom is not None and "pass@k" in custom.metrics):
         names += [f"pass@{k}" for k in DEFAULT_KS if k <= n]
     return names
 
 
-def check_table_metrics(request: CompareRequest, task: str) -> None:
+def default_table_metrics(data, n: int) -> tuple[str, ...]:
+    """The table's columns when --metrics is not given: the task's, or data.custom.metrics."""
+    if data.custom is not None:
+        return tuple(data.custom.table_metrics(n))
+    return TABLE_METRICS.get(data.task, ())
+
+
+def check_table_metrics(request: CompareRequest, task: str, custom=None) -> None:
     """--metrics names must exist for this task (and n), before anything is trained."""
     from advfusion_cli.errors import unknown_name_error
 
-    known = metrics_for(task, request.evaluation.decoding.n)
+    known = metrics_for(task, request.evaluation.decoding.n, custom)
     for name in request.table_metrics or ():
         if name not in known:
             raise unknown_name_error(
@@ -201,7 +209,7 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     started = time.perf_counter()
     base = reference_spec(request)
-    check_table_metrics(request, base.data.task)
+    check_table_metrics(request, base.data.task, base.data.custom)
     target = base.data.target
     seeds = list(request.seeds) if request.seeds else [base.training.seed]
     jobs = plan_jobs(request, seeds)
@@ -306,7 +314,9 @@ def _report(request, base, seeds, folder, trained, evaluations) -> CompareResult
     rows, attention = _rows(request, trained, evaluations)
     task = base.data.task
     present = {name for row in rows for name in row.metrics}
-    wanted = request.table_metrics or TABLE_METRICS.get(task, ())
+    wanted = request.table_metrics or default_table_metrics(
+        base.data, request.evaluation.decoding.n
+    )
     metrics = [m for m in wanted if m in present]
     notes = _notes(rows, trained, evaluations)
     missing = [m for m in (request.table_metrics or ()) if m not in present]
@@ -453,7 +463,7 @@ def _notes(rows: list[ResultRow], trained, evaluations) -> list[str]:
             "which includes everything the process loaded before the run."
         )
     execution = evaluations[0].record.get("execution", {})
-    if evaluations[0].record["task"] == "code-generation":
+    if execution.get("ran") or "reason" in execution:  # a task whose candidates execute
         if execution.get("ran"):
             notes.append(
                 f"pass@k: candidates executed in the sandbox ({execution['language']}, "

@@ -68,7 +68,7 @@ def _testbed_defaults(task: str) -> dict[str, Any]:
     }
 
 
-def _resolve(task, source, languages, split, strict, options):
+def _resolve(task, source, languages, split, strict, options, revision=None):
     """(task spec, request, task options, resolved source): what a load starts from."""
     spec = get_task(task)
     if isinstance(languages, str):
@@ -83,6 +83,7 @@ def _resolve(task, source, languages, split, strict, options):
         task=spec.name,
         default_hub_id=spec.hub_id,
         hub_patterns=spec.hub_patterns(request, opts),
+        revision=revision,
     )
     return spec, request, opts, resolved
 
@@ -92,10 +93,12 @@ def source_root(
     source: str = TESTBED,
     languages: Sequence[str] | str | None = None,
     split: str | Sequence[str] = "train",
+    *,
+    revision: str | None = None,
     **options: Any,
 ) -> Path:
     """The local file or folder `load_task` would read (testbed made, hub files fetched)."""
-    return _resolve(task, source, languages, split, False, options)[3].root
+    return _resolve(task, source, languages, split, False, options, revision)[3].root
 
 
 def load_task(
@@ -105,6 +108,7 @@ def load_task(
     split: str | Sequence[str] = "train",
     *,
     strict: bool = False,
+    revision: str | None = None,
     **options: Any,
 ) -> TaskData:
     """Rendered examples of `task` from `source` ("testbed", "hub:<id>" or a path).
@@ -114,7 +118,9 @@ def load_task(
     counted; `options`: the task's options (see `describe_options`). Raises UserError when
     nothing is left for the requested split(s) and language(s).
     """
-    spec, request, opts, resolved = _resolve(task, source, languages, split, strict, options)
+    spec, request, opts, resolved = _resolve(
+        task, source, languages, split, strict, options, revision
+    )
     diagnostics = Diagnostics(strict=strict)
     stats = DataStats(task=spec.name, source=resolved.label)
     examples = spec.read(resolved.root, request, opts, diagnostics, stats)

@@ -10,7 +10,7 @@ its file and line so a malformed record can be named.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,25 @@ class RawRow:
         return f"{self.file}:{self.line}"
 
 
+# A task's hub files: glob patterns, or a function choosing files from the repository listing.
+HubFiles = list[str] | Callable[[list[str]], list[str]]
+
+
 def resolve_source(
-    source: str, *, task: str, default_hub_id: str, hub_patterns: list[str]
+    source: str,
+    *,
+    task: str,
+    default_hub_id: str,
+    hub_patterns: HubFiles,
+    revision: str | None = None,
 ) -> ResolvedSource:
     """Turn `testbed`, `hub:<id>` (bare `hub:` = the task's dataset) or a path into a local root."""
     if source == TESTBED:
         return ResolvedSource(_testbed_root(task), "testbed", source)
     if source.startswith(HUB_PREFIX):
         repo_id = source[len(HUB_PREFIX) :].strip() or default_hub_id
-        return ResolvedSource(download_from_hub(repo_id, hub_patterns), "hub", source)
+        folder = download_from_hub(repo_id, hub_patterns, revision)
+        return ResolvedSource(folder, "hub", source)
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(
@@ -72,8 +82,24 @@ def _testbed_root(task: str) -> Path:
     return Path(ensure_testbed(task))
 
 
-def download_from_hub(repo_id: str, allow_patterns: list[str]) -> Path:
+def list_hub_files(repo_id: str, revision: str | None = None) -> list[str]:
+    """Every file path in a hub dataset repository (no download)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return list(HfApi().list_repo_files(repo_id, repo_type="dataset", revision=revision))
+    except Exception as err:  # network, auth, missing repo: all user-fixable
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"Could not list hub:{repo_id}: {type(err).__name__}: {first_line}"
+        ) from err
+
+
+def download_from_hub(repo_id: str, allow_patterns: HubFiles, revision: str | None = None) -> Path:
     """Fetch only the files of the layout that the request needs; returns the snapshot folder.
+
+    `allow_patterns` is a list of globs, or a function that picks the files to fetch from the
+    repository's listing (xCodeEval: only the wanted languages' files).
 
     The raw files are read by the same local readers: `datasets.load_dataset` cannot serve
     here because datasets>=4 refuses repositories that still carry a loading script
@@ -81,8 +107,14 @@ def download_from_hub(repo_id: str, allow_patterns: list[str]) -> Path:
     """
     from huggingface_hub import snapshot_download
 
+    if callable(allow_patterns):
+        allow_patterns = allow_patterns(list_hub_files(repo_id, revision))
+        if not allow_patterns:
+            raise UserError(f"hub:{repo_id} has none of the files this task reads.")
     try:
-        folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=allow_patterns)
+        folder = snapshot_download(
+            repo_id, repo_type="dataset", allow_patterns=allow_patterns, revision=revision
+        )
     except Exception as err:  # network, auth, missing repo: all user-fixable
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise UserError(

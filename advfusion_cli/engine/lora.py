@@ -1,9 +1,11 @@
 """LoRA baseline through peft (Hu et al., 2021: W x + (alpha/r) B A x) on a loaded base.
 
 The same `load_model` base serves LoRA and the adapters. 4-bit/8-bit bases are prepared the
-QLoRA way (peft's `prepare_model_for_kbit_training`). Weights are saved in peft's own format so
-any peft user can load them; a small `base_fingerprint.json` beside them guards against loading
-onto the wrong base.
+QLoRA way (peft's `prepare_model_for_kbit_training`: norms, embeddings and lm_head upcast to
+fp32, everything frozen) both when LoRA is added for training and when it is loaded for
+evaluation, so a LoRA run is evaluated on the model it was trained on. Weights are saved in
+peft's own format so any peft user can load them; a small `base_fingerprint.json` beside them
+guards against loading onto the wrong base.
 """
 
 from __future__ import annotations
@@ -80,6 +82,32 @@ def _check_targets(model: nn.Module, targets: tuple[str, ...]) -> None:
         )
 
 
+_PREPARED = "_advfusion_kbit_prepared"
+
+
+def prepare_quantized_base(model: nn.Module, *, gradient_checkpointing: bool = False) -> bool:
+    """peft's k-bit preparation of a 4-/8-bit base (once per model); False when not quantized.
+
+    Training and evaluation both call this, so the non-quantized parts (norms, embeddings,
+    lm_head) are fp32 in both: skipping it at evaluation would score LoRA on a bf16 variant
+    of the model it was trained on.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    if not is_quantized(model):
+        return False
+    if getattr(model, _PREPARED, False) and not gradient_checkpointing:
+        return True
+    with _quiet_peft():
+        prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    setattr(model, _PREPARED, True)
+    return True
+
+
 def add_lora(
     model: nn.Module, settings: LoraSettings | None = None, *, gradient_checkpointing: bool = False
 ):
@@ -87,7 +115,7 @@ def add_lora(
 
     Returns the `peft.PeftModel` (use it in place of `model`).
     """
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     if isinstance(model, PeftModel):
         raise UserError("This model already carries peft adapters; load a fresh base for LoRA.")
@@ -96,14 +124,8 @@ def add_lora(
     settings = settings or LoraSettings()
     targets = settings.target_modules or layout_for(model).lora_targets
     _check_targets(model, targets)
-    if is_quantized(model):
-        with _quiet_peft():
-            prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
-    elif gradient_checkpointing:
+    prepared = prepare_quantized_base(model, gradient_checkpointing=gradient_checkpointing)
+    if gradient_checkpointing and not prepared:  # peft's preparation enabled it already
         enable_gradient_checkpointing(model)
     config = LoraConfig(
         r=settings.r,
@@ -139,7 +161,10 @@ def load_lora(
     is_trainable: bool = False,
     strict_base: bool = True,
 ):
-    """Load saved LoRA weights onto a base model; returns the `peft.PeftModel`."""
+    """Load saved LoRA weights onto a base model; returns the `peft.PeftModel`.
+
+    A quantized base gets the same k-bit preparation as in training (`prepare_quantized_base`).
+    """
     from peft import PeftModel
 
     folder = Path(folder)
@@ -163,6 +188,7 @@ def load_lora(
         check_fingerprint(
             read_json(fingerprint_path), base_fingerprint(model), fingerprint_path, strict_base
         )
+    prepare_quantized_base(model)  # after the checks: a refused folder leaves the base as it was
     try:
         with _quiet_peft():
             return PeftModel.from_pretrained(model, str(folder), is_trainable=is_trainable)

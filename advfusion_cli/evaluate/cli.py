@@ -33,19 +33,24 @@ def run_evaluate(
     execute: bool,
     workers: int | None,
     out: Path | None,
+    autocast: bool = True,
     force: bool,
     base_flags: dict,
     spec_path: Path | None,
     sets: list[str] | None,
     preset: str | None,
+    report_to: str | None = None,
 ) -> None:
     from advfusion_cli.evaluate.progress import RichEvalProgress
     from advfusion_cli.evaluate.report import evaluation_table
     from advfusion_cli.evaluate.workflow import EvalRequest, evaluate
     from advfusion_cli.inference.generation import DecodingSettings
     from advfusion_cli.inference.resolve import resolve_run
+    from advfusion_cli.workflows import tracking
     from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
 
+    trackers = tracking.parse_report_to(report_to)
+    tracking.check_installed(trackers, "--report-to")  # before any work
     settings = DecodingSettings(**decoding)
     request = EvalRequest(
         split=split,
@@ -54,6 +59,7 @@ def run_evaluate(
         decoding=settings,
         execute=execute,
         workers=workers,
+        autocast=autocast,
         force=force,
     )
     workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
@@ -77,3 +83,9 @@ def run_evaluate(
     if result.reused:
         console.print(f"Reusing the evaluation in {result.folder} (pass --force to redo it).")
     console.print(evaluation_table(result.record, result.folder))
+    if trackers:
+        from advfusion_cli.workflows.tracking_results import report_evaluation
+
+        workdir = spec.output.workdir if spec is not None else workdir
+        report_evaluation(trackers, result.folder, result.record, ref.run, workdir)
+        console.print(f"Reported to {', '.join(trackers)}.")

@@ -50,7 +50,7 @@ def _digest(language: str, source: str, tests: Sequence) -> str:
 
 def _run_candidate(language: str, source: str, tests: list) -> str:
     """One candidate in the sandbox: "passed" or the first failure's status."""
-    from advfusion_cli.evaluation.sandbox import run_tests
+    from advfusion_cli.sandbox.programs import run_tests
 
     return run_tests(language, source, [(stdin, tuple(out)) for stdin, out in tests]).status
 

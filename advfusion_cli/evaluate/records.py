@@ -20,7 +20,7 @@ from advfusion_cli.evaluate.workflow import (
     quiet_sacrebleu,
     read_evaluation,
 )
-from advfusion_cli.evaluation.bootstrap import ItemScores
+from advfusion_cli.metrics.bootstrap import ItemScores
 
 
 def read_predictions(folder: Path) -> list[dict]:
@@ -45,7 +45,7 @@ def item_scores(folder: Path) -> dict[str, ItemScores]:
     that define a function) keep only those items; the selection is the same for every
     method evaluated on the same items, so pairs stay aligned.
     """
-    from advfusion_cli.evaluation.metrics import evaluate_text
+    from advfusion_cli.metrics.text import evaluate_text
 
     quiet_sacrebleu()
     rows = read_predictions(folder)

@@ -71,7 +71,7 @@ def evaluation_table(record: dict, folder) -> Table:
     for name in metric_order(record["scores"]):
         table.add_row(name, format_value(name, record["scores"][name]), metric_info(name)[1])
     execution = record.get("execution", {})
-    if record["task"] == "code-generation" and not execution.get("ran"):
+    if not execution.get("ran") and "reason" in execution:  # a task that executes, skipped
         table.add_row("pass@k", "-", f"not run: {execution.get('reason', 'unknown')}")
     notes = []
     if record.get("signatures"):

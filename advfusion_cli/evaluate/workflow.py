@@ -20,10 +20,18 @@ from pathlib import Path
 
 from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.execution import ExecutionCache, execute_candidates
+from advfusion_cli.evaluate.journal import GenerationJournal, journal_key
 from advfusion_cli.evaluate.progress import NullEvalProgress
 from advfusion_cli.evaluate.structure import structure_scores
-from advfusion_cli.inference.generation import DecodingSettings, generate_completions, stop_rule_for
+from advfusion_cli.inference.generation import (
+    DecodingSettings,
+    GenerationStats,
+    generate_completions,
+)
+from advfusion_cli.inference.precision import autocast_dtype
+from advfusion_cli.inference.precision import describe as describe_precision
 from advfusion_cli.inference.resolve import RunRef
+from advfusion_cli.inference.task_rules import executes_tests, task_stop_rule
 from advfusion_cli.spec.schema import JobSpec
 from advfusion_cli.workflows import atomic
 from advfusion_cli.workflows.runs import Workdir, identity_hash, now_iso
@@ -45,6 +53,7 @@ class EvalRequest:
     execute: bool = True  # run code-generation candidates in the sandbox (pass@k)
     workers: int | None = None  # sandbox processes; None = up to 4
     attention: bool = True  # fusion runs: record fusion attention on the test items
+    autocast: bool = True  # CUDA: run in the training compute dtype (bf16 autocast)
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -59,7 +68,8 @@ class EvalRequest:
     def leaf(self) -> str:
         limit = "all" if self.limit is None else str(self.limit)
         seed = f"-seed{self.seed}" if self.seed else ""
-        return f"{self.split}-{limit}-{self.decoding.label}{seed}"
+        fp32 = "" if self.autocast else "-noautocast"
+        return f"{self.split}-{limit}-{self.decoding.label}{seed}{fp32}"
 
 
 @dataclass
@@ -92,6 +102,7 @@ def base_identity(spec: JobSpec, method: str, target: str) -> str:
                 "split_seed": data.split_seed,
                 "max_prompt_tokens": data.max_prompt_tokens,
                 "exec_outcome_filter": data.exec_outcome_filter,
+                **({"custom": data.custom.model_dump(mode="json")} if data.custom else {}),
             },
         }
     )
@@ -116,11 +127,26 @@ def read_evaluation(folder: Path) -> dict | None:
 def _reusable(record: dict | None, request: EvalRequest) -> bool:
     if not record or record.get("format_version") != FORMAT_VERSION:
         return False
-    wants_execution = record.get("task") == "code-generation" and request.execute
-    # An evaluation made with --no-execute lacks pass@k that this request wants; one where the
-    # toolchain was missing would come out the same again.
-    skipped = record.get("execution", {}).get("reason") == "--no-execute"
-    return not (wants_execution and skipped)
+    execution = record.get("execution", {})
+    # An evaluation made with --no-execute (only tasks that execute record that reason) lacks
+    # pass@k that this request wants; so does one made before the toolchain was installed (the
+    # demo run again after installing Ruby). One where the toolchain is still missing would
+    # come out the same again.
+    skipped = execution.get("reason") == "--no-execute"
+    language = execution.get("language")
+    installed_since = (
+        not execution.get("ran")
+        and language is not None
+        and not execution.get("executable_languages", {}).get(language, True)
+        and _executable(language)
+    )
+    return not (request.execute and (skipped or installed_since))
+
+
+def _executable(language: str) -> bool:
+    from advfusion_cli.sandbox.programs import executable_languages
+
+    return executable_languages().get(language, False)
 
 
 def _spec_for(ref: RunRef, spec: JobSpec | None) -> JobSpec:
@@ -170,7 +196,16 @@ def evaluate(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     progress.begin(f"{ref.method} -> {target}: generate", len(items))
-    rule = stop_rule_for(data.task)
+    rule = task_stop_rule(data)
+    device = next(loaded.model.parameters()).device
+    autocast = autocast_dtype(spec.training.precision, device.type, enabled=request.autocast)
+    journal = GenerationJournal.open(
+        folder,
+        _journal_key(loaded, items, prompts, request, rule, data.max_prompt_tokens, autocast),
+        [item.id for item in items],
+    )
+    resumed_items = len(journal.done)
+    generation = GenerationStats(request.decoding.batch_size)
     completions = generate_completions(
         loaded.model,
         loaded.tokenizer,
@@ -179,6 +214,10 @@ def evaluate(
         rule,
         max_prompt_tokens=data.max_prompt_tokens,
         on_batch=progress.advance,
+        done=journal.done,
+        on_results=journal.append,
+        autocast=autocast,
+        stats=generation,
     )
     progress.end()
     timings["generation_s"] = round(time.perf_counter() - started, 3)
@@ -186,7 +225,7 @@ def evaluate(
     references = [e.target for e in items]
     scores, per_item, extra = score_items(data.task, target, completions, references)
     execution = {"ran": False}
-    if data.task == "code-generation":
+    if executes_tests(data):
         started = time.perf_counter()
         execution = _pass_at_k(
             target, items, completions, request, cache, progress, scores, per_item
@@ -200,7 +239,11 @@ def evaluate(
         started = time.perf_counter()
         progress.begin(f"{ref.method} -> {target}: fusion attention", len(items))
         attention = fusion_attention(
-            loaded, items, batch_size=request.decoding.batch_size, on_batch=progress.advance
+            loaded,
+            items,
+            batch_size=request.decoding.batch_size,
+            on_batch=progress.advance,
+            autocast=autocast,
         )
         progress.end()
         timings["attention_s"] = round(time.perf_counter() - started, 3)
@@ -224,6 +267,8 @@ def evaluate(
         "truncated_prompts": sum(c.truncated_prompt for c in completions),
         "mean_new_tokens": _mean([n for c in completions for n in c.new_tokens]),
         "timings": timings,
+        "precision": describe_precision(autocast),
+        "generation": {**generation.to_dict(), "resumed_items": resumed_items},
         "provenance": _provenance(loaded, spec),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -231,7 +276,28 @@ def evaluate(
     if attention is not None:
         atomic.write_json(folder / ATTENTION_FILE, attention)
     atomic.write_json(folder / METRICS_FILE, record)  # last: its presence marks a finished eval
+    journal.remove()
     return EvaluationResult(folder, record)
+
+
+def _journal_key(loaded, items, prompts, request, rule, max_prompt_tokens, autocast) -> str:
+    """Same key -> the journal's generations are what this evaluation would generate."""
+    from advfusion_cli.evaluate.examples import ids_digest
+
+    prompt_digest = hashlib.sha256()
+    for prompt in prompts:
+        prompt_digest.update(hashlib.sha256(prompt.prompt.encode("utf-8")).digest())
+    return journal_key(
+        {
+            "items": ids_digest(items),
+            "prompts": prompt_digest.hexdigest(),
+            "decoding": request.decoding.to_dict(),
+            "stop_rule": rule.description,
+            "max_prompt_tokens": max_prompt_tokens,
+            "precision": describe_precision(autocast),
+            "model": loaded.provenance(),
+        }
+    )
 
 
 def _load(ref: RunRef, spec: JobSpec):
@@ -254,7 +320,7 @@ def quiet_sacrebleu() -> None:
 
 def score_items(task: str, language: str, completions, references):
     """(scores, per-item scores, extra metrics.json fields) of the first candidates."""
-    from advfusion_cli.evaluation.metrics import METRIC_SCALE, evaluate_text
+    from advfusion_cli.metrics.text import METRIC_SCALE, evaluate_text
 
     quiet_sacrebleu()
     predictions = [c.texts[0] for c in completions]
@@ -280,8 +346,8 @@ def score_items(task: str, language: str, completions, references):
 
 def _pass_at_k(language, items, completions, request, cache, progress, scores, per_item) -> dict:
     """Execute candidates, add pass@k to `scores` and per-item values; the metrics.json part."""
-    from advfusion_cli.evaluation.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
-    from advfusion_cli.evaluation.sandbox import executable_languages, sandbox_info
+    from advfusion_cli.metrics.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
+    from advfusion_cli.sandbox.programs import executable_languages, sandbox_info
 
     executable = executable_languages()
     summary: dict = {"ran": False, "language": language, "executable_languages": executable}
@@ -289,7 +355,12 @@ def _pass_at_k(language, items, completions, request, cache, progress, scores, p
         summary["reason"] = "--no-execute"
         return summary
     if not executable.get(language, False):
-        summary["reason"] = f"{language} is not executable on this machine (toolchain missing)"
+        from advfusion_cli.sandbox.toolchain_setup import install_command
+
+        summary["reason"] = (
+            f"{language} is not executable on this machine (toolchain missing; "
+            f"install it with: {install_command(language)}, then run again)"
+        )
         return summary
     with_tests = [i for i, item in enumerate(items) if item.tests]
     if not with_tests:

@@ -162,6 +162,7 @@ class Generator:
             source_language=source_language,
             target_language=target_language,
             per_file=per_file,
+            custom=self.spec.data.custom,
         )
 
     def run(
@@ -190,8 +191,8 @@ class Generator:
             encode_prompts,
             generate_completions,
             model_max_positions,
-            stop_rule_for,
         )
+        from advfusion_cli.inference.task_rules import task_stop_rule
 
         if not items:
             raise UserError("Nothing to generate from: no prompts.")
@@ -237,7 +238,7 @@ class Generator:
             tokenizer,
             examples,
             settings,
-            stop_rule_for(self.task),
+            task_stop_rule(self.spec.data),
             max_prompt_tokens=max_prompt,
             on_batch=on_batch,
         )

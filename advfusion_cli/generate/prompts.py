@@ -24,12 +24,13 @@ from advfusion_cli.generate.diffs import looks_like_diff, parse_diff
 from advfusion_cli.generate.extensions import language_of_path
 from advfusion_cli.generate.inputs import InputText
 
-TASKS = ("commit-message", "code-translation", "code-generation")
+TASKS = ("commit-message", "code-translation", "code-generation", "custom")
 # What truncation cuts in each task's prompt (for the warning that says how much).
 INNER_TEXT = {
     "commit-message": "diff",
     "code-translation": "source code",
     "code-generation": "problem statement",
+    "custom": "input",
 }
 PROSE_EXTENSIONS = {".md", ".markdown", ".txt", ".rst", ""}
 
@@ -180,8 +181,10 @@ def build_items(
     source_language: str | None = None,
     target_language: str | None = None,
     per_file: bool = False,
+    custom=None,
 ) -> list[PromptItem]:
-    """The prompt(s) for one input under `task`, for a run trained on `run_target`."""
+    """The prompt(s) for one input under `task`, for a run trained on `run_target`;
+    `custom` is the run's data.custom block (a custom task's template)."""
     if task not in TASKS:
         from advfusion_cli.errors import unknown_name_error
 
@@ -200,4 +203,8 @@ def build_items(
         )
     if task == "commit-message":
         return commit_message_items(source, run_target, per_file=per_file)
+    if task == "custom":
+        from advfusion_cli.generate.custom_prompt import custom_item
+
+        return [custom_item(source, custom, run_target)]
     return [generation_item(source, run_target)]

@@ -14,6 +14,7 @@ import torch
 from advfusion_cli.data.encoding import Collator, DroppedExample, encode_example
 from advfusion_cli.data.records import TaskExample
 from advfusion_cli.errors import UserError
+from advfusion_cli.inference.precision import inference_autocast
 
 
 @torch.no_grad()
@@ -23,6 +24,7 @@ def fusion_attention(
     *,
     batch_size: int = 8,
     on_batch: Callable[[int], None] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> dict:
     """{adapters, places, layers, mean [layer][place][adapter], tokens, items} on `examples`."""
     host = loaded.host
@@ -51,15 +53,22 @@ def fusion_attention(
     model = loaded.model
     device = next(model.parameters()).device
     model.eval()
+    few_logits = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     with host.record_fusion_attention() as record:
         for start in range(0, len(features), batch_size):
             chunk = features[start : start + batch_size]
             batch = collate(chunk)
             record.token_mask = batch["completion_mask"].to(device)  # (B, T): answer tokens
-            model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            )
+            with inference_autocast(autocast, device.type):
+                # One teacher-forced pass: a KV cache would only hold (layers x B x T x H)
+                # keys and values that nothing reads, and only the fusion layers' alphas are
+                # wanted, so the logits are cut to the last position where the model allows.
+                model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    use_cache=False,
+                    **few_logits,
+                )
             if on_batch is not None:
                 on_batch(len(chunk))
     mean = record.mean()  # (layers, places, N)
@@ -72,3 +81,15 @@ def fusion_attention(
         "items": len(features),
         "on": "test items, teacher-forced; mean over the reference answer's tokens",
     }
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    """Whether the transformers model's forward takes `logits_to_keep` (most decoders do)."""
+    import inspect
+
+    from advfusion_cli.workflows.lm_loss import unwrap_model
+
+    try:
+        return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
+    except (TypeError, ValueError):
+        return False

@@ -8,7 +8,7 @@ the same strings stop a row early during generation so it does not burn tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -198,6 +198,28 @@ def encode_prompts(
     return features
 
 
+@dataclass
+class GenerationStats:
+    """How generation went: out-of-memory back-offs and the batch size it ended with."""
+
+    batch_size: int
+    oom_backoffs: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error (torch.OutOfMemoryError, also raised as torch.cuda's)."""
+    return isinstance(error, torch.OutOfMemoryError)
+
+
+def _batch_seed(seed: int, position: int) -> int:
+    """Sampling seed of the sub-batch starting at `position` of the generation order: a
+    resumed or backed-off run draws the same numbers for the same rows as an unbroken one."""
+    return seed * 1_000_003 + position
+
+
 @torch.no_grad()
 def generate_completions(
     model,
@@ -208,6 +230,10 @@ def generate_completions(
     *,
     max_prompt_tokens: int = 4096,
     on_batch: Callable[[int], None] | None = None,
+    done: Mapping[int, Completion] | None = None,
+    on_results: Callable[[list[tuple[int, Completion]]], None] | None = None,
+    autocast: torch.dtype | None = None,
+    stats: GenerationStats | None = None,
 ) -> list[Completion]:
     """One Completion per example, in the examples' order.
 
@@ -215,7 +241,17 @@ def generate_completions(
     batch), left-padded, and decoded with the KV cache. `on_batch(k)` reports k more
     examples done. A prompt that cannot fit even after cutting its inner text gets an empty
     completion with `dropped` set, so every method is scored on the same items.
+
+    `done` holds completions from an interrupted evaluation (by example index): those rows
+    are skipped and the rest are batched exactly as an unbroken run batches them.
+    `on_results` receives each finished sub-batch as [(index, completion)], for journaling.
+    `autocast` runs the forward passes under that dtype (CUDA bf16; None = as loaded). On
+    CUDA out-of-memory the batch size halves and generation continues (`stats` counts it).
     """
+    from advfusion_cli.inference.precision import inference_autocast
+
+    done = dict(done or {})
+    stats = stats if stats is not None else GenerationStats(settings.batch_size)
     max_positions = model_max_positions(model)
     features = encode_prompts(
         tokenizer, examples, max_prompt_tokens, settings.max_new_tokens, max_positions
@@ -225,8 +261,6 @@ def generate_completions(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    if settings.sampling:
-        torch.manual_seed(settings.seed)
 
     results: list[Completion | None] = [None] * len(examples)
     for index, feature in enumerate(features):
@@ -236,23 +270,30 @@ def generate_completions(
         (i for i, f in enumerate(features) if not isinstance(f, DroppedExample)),
         key=lambda i: -len(features[i]["input_ids"]),
     )
-    dropped_count = len(examples) - len(order)
-    if on_batch is not None and dropped_count:
-        on_batch(dropped_count)
-    for start in range(0, len(order), settings.batch_size):
-        indices = order[start : start + settings.batch_size]
+    for index in order:
+        if index in done:
+            results[index] = done[index]
+    reported = (len(examples) - len(order)) + sum(1 for i in order if i in done)
+    if on_batch is not None and reported:
+        on_batch(reported)
+
+    def run(position: int, indices: list[int]) -> None:
         batch = collate([features[i] for i in indices])
         input_ids = batch["input_ids"].to(device)  # (B, T) left-padded
         attention_mask = batch["attention_mask"].to(device)
-        generated = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=config,
-            stopping_criteria=_stopping_criteria(tokenizer, rule, input_ids.shape[1]),
-        )  # (B * n, T + new)
+        if settings.sampling:
+            torch.manual_seed(_batch_seed(settings.seed, position))
+        with inference_autocast(autocast, device.type):
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                stopping_criteria=_stopping_criteria(tokenizer, rule, input_ids.shape[1]),
+            )  # (B * n, T + new)
         new_tokens = generated[:, input_ids.shape[1] :].cpu()  # (B * n, new)
         lengths = _lengths_before_stop(new_tokens, tokenizer)
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        finished = []
         for row, i in enumerate(indices):
             span = slice(row * settings.n, (row + 1) * settings.n)
             feature = features[i]
@@ -262,10 +303,47 @@ def generate_completions(
                 new_tokens=lengths[span],
                 truncated_prompt=bool(feature["truncated"]),
             )
+            finished.append((i, results[i]))
+        if on_results is not None:
+            on_results(finished)
         if on_batch is not None:
             on_batch(len(indices))
+
+    # The planned batches are fixed by the full order, whatever was done before or fails now:
+    # a resumed run regenerates exactly the rows an unbroken run generates in each batch.
+    for start in range(0, len(order), settings.batch_size):
+        planned = order[start : start + settings.batch_size]
+        pending = [(start + k, i) for k, i in enumerate(planned) if i not in done]
+        while pending:
+            chunk = pending[: stats.batch_size]
+            try:
+                run(chunk[0][0], [i for _, i in chunk])
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                if stats.batch_size == 1:
+                    raise UserError(
+                        "Out of GPU memory generating a single prompt "
+                        f"({len(features[chunk[0][1]]['input_ids'])} prompt tokens, "
+                        f"--max-new-tokens {settings.max_new_tokens}); lower --max-new-tokens "
+                        "or data.max_prompt_tokens."
+                    ) from error
+                stats.batch_size = max(1, stats.batch_size // 2)
+                stats.oom_backoffs += 1
+            else:
+                pending = pending[len(chunk) :]
+                continue
+            _release_cached_memory()  # outside the handler: the failed step's frames are gone
     model.train(was_training)
     return [r for r in results if r is not None]
+
+
+def _release_cached_memory() -> None:
+    import gc
+
+    gc.collect()  # the failed step's tensors are garbage once the exception is handled
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _lengths_before_stop(new_tokens: torch.Tensor, tokenizer) -> list[int]:

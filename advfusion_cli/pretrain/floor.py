@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from advfusion_cli.data import TaskExample, load_task
 from advfusion_cli.data.encoding import Collator, DroppedExample, encode_prompt_for_generation
-from advfusion_cli.evaluation.metrics import BLEU_CORPUS, EXACT_MATCH, ROUGEL, evaluate_text
+from advfusion_cli.metrics.text import BLEU_CORPUS, EXACT_MATCH, ROUGEL, evaluate_text
 
 TASKS = ("code-translation", "code-generation", "commit-message")
 
@@ -92,7 +92,7 @@ def generate_greedy(
 
 def _execution_pass_rate(language: str, examples: Sequence[TaskExample], outputs: list[str]):
     """Share of programs passing all their tests, or None where no sandbox/toolchain exists."""
-    from advfusion_cli.evaluation.sandbox import executable_languages, run_tests
+    from advfusion_cli.sandbox.programs import executable_languages, run_tests
 
     if not executable_languages().get(language, False):
         return None

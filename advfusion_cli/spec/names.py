@@ -37,6 +37,7 @@ TASKS: dict[str, str] = {
     "commit-message": "Write the subject line of a commit from its diff (CommitPackFT).",
     "code-generation": "Write a program from a problem statement (xCodeEval program synthesis).",
     "code-translation": "Translate a program into the target language (CodeTransOcean).",
+    "custom": "Your own records: a prompt template over their fields -> a target (data.custom).",
 }
 
 TASK_ALIASES: dict[str, str] = {

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from advfusion_cli.errors import UserError
 from advfusion_cli.spec import names
 from advfusion_cli.spec.base import StrictModel, key_error
+from advfusion_cli.spec.custom_task import CustomTaskSpec, read_custom_block
 from advfusion_cli.spec.methods import (
     AdapterFusionMethod,
     AdvFusionMethod,
@@ -40,7 +41,8 @@ def _named(canonical):
 
 
 TaskName = Annotated[
-    Literal["commit-message", "code-generation", "code-translation"], _named(names.canonical_task)
+    Literal["commit-message", "code-generation", "code-translation", "custom"],
+    _named(names.canonical_task),
 ]
 LanguageId = Annotated[str, _named(names.canonical_language)]
 SubsetName = Annotated[
@@ -84,6 +86,9 @@ class ModelSpec(StrictModel):
         min_length=1,
         description=f"'{names.EMBEDDED_MODEL}' (the shipped tiny model), a hub id or a local path.",
     )
+    revision: str | None = Field(
+        None, min_length=1, description="Hub model only: branch, tag or commit to load."
+    )
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none", description="Load the base in 4-bit NF4 or 8-bit (bitsandbytes), or not."
     )
@@ -116,6 +121,9 @@ class DataSpec(StrictModel):
         min_length=1,
         description="'testbed' (generated offline), 'hub:<dataset id>' or a local folder/file.",
     )
+    revision: str | None = Field(
+        None, min_length=1, description="Hub dataset only: branch, tag or commit to read."
+    )
     languages: list[LanguageId] = Field(
         default_factory=lambda: list(names.TESTBED_LANGUAGES),
         min_length=1,
@@ -146,6 +154,27 @@ class DataSpec(StrictModel):
     exec_outcome_filter: bool = Field(
         False, description="code-generation only: keep only solutions whose outcome is PASSED."
     )
+    custom: Annotated[CustomTaskSpec | None, BeforeValidator(read_custom_block)] = Field(
+        None,
+        description="task custom only: template, target field, metrics (or a YAML file of them).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_implies_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("custom") is not None and "task" not in data:
+            data = {**data, "task": "custom"}
+        return data
+
+    @model_validator(mode="after")
+    def _custom_block_matches_task(self):
+        if self.task == "custom" and self.custom is None:
+            raise key_error("custom", "data.task is custom: define the task in data.custom")
+        if self.task != "custom" and self.custom is not None:
+            raise key_error("task", f"data.custom defines a task, but data.task is {self.task}")
+        if self.task == "custom" and self.source_kind == "testbed":
+            raise key_error("source", "the custom task reads your records: a file or folder")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -154,6 +183,12 @@ class DataSpec(StrictModel):
             return normalize_source(value)
         except ValueError as err:
             raise key_error("", str(err)) from None
+
+    @model_validator(mode="after")
+    def _revision_needs_hub(self):
+        if self.revision is not None and self.source_kind != "hub":
+            raise key_error("revision", f"applies to hub: sources only (source is '{self.source}')")
+        return self
 
     @field_validator("languages")
     @classmethod
@@ -174,6 +209,34 @@ class DataSpec(StrictModel):
     @property
     def hub_id(self) -> str | None:
         return self.source[len("hub:") :] if self.source_kind == "hub" else None
+
+    @property
+    def task_label(self) -> str:
+        """The task in folder names: a custom task adds a hash of its definition, so two
+        custom tasks in one workdir never share stored adapters."""
+        if self.custom is None:
+            return self.task
+        from advfusion_cli.workflows.runs import identity_hash
+
+        return f"custom-{identity_hash(self.custom.model_dump(mode='json'))}"
+
+
+TrackerName = Literal["tensorboard", "wandb", "mlflow"]
+
+
+def _tracker_list(value: Any) -> Any:
+    """`report_to: tensorboard`, `tensorboard,wandb` or `none` -> a list of tracker names."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and [v.lower() if isinstance(v, str) else v for v in value] == [
+        "none"
+    ]:
+        return []
+    if isinstance(value, list):
+        return [v.strip().lower() if isinstance(v, str) else v for v in value]
+    return value
 
 
 class TrainingSpec(StrictModel):
@@ -212,6 +275,14 @@ class TrainingSpec(StrictModel):
     keep_best: bool = Field(
         True, description="Reload the checkpoint with the lowest eval loss at stage end."
     )
+    keep_checkpoints: int = Field(
+        1, ge=1, description="Step checkpoints kept per phase while it trains (the newest)."
+    )
+    keep_optimizer_state: bool = Field(
+        False,
+        description="Keep the optimizer state in each phase's end checkpoint once the run "
+        "finishes; false = delete it then (weights, schedule and position stay).",
+    )
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seed of initialisation, shuffling and dropout."
     )
@@ -224,11 +295,41 @@ class TrainingSpec(StrictModel):
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Clip the gradient norm to this; null = no clipping."
     )
+    distributed: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Several processes: ddp = whole fusion on each; fsdp = fusion sharded "
+        "(FSDP2); auto = fsdp if the accelerate config asks for FSDP, else ddp.",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="End a phase after this many evaluations without eval-loss improvement; "
+        "null = off.",
+    )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="Early stopping: an eval-loss drop must exceed this to count."
+    )
+    report_to: Annotated[list[TrackerName], BeforeValidator(_tracker_list)] = Field(
+        default_factory=list,
+        description="Experiment trackers: tensorboard, wandb, mlflow; [] or none = none.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _one_of_each_pair(self):
         if self.epochs is None and self.max_steps is None:
             raise key_error("max_steps", "set training.max_steps or training.epochs")
+        periodic = self.eval_every_steps is not None or self.eval_every_epochs is not None
+        if self.early_stopping_patience is not None and not periodic:
+            raise key_error(
+                "early_stopping_patience",
+                "early stopping needs periodic evaluation: set training.eval_every_steps "
+                "or training.eval_every_epochs",
+            )
         for first, second in EXCLUSIVE_TRAINING_KEYS:
             if getattr(self, first) is not None and getattr(self, second) is not None:
                 raise key_error(second, f"set training.{first} or training.{second}, not both")

@@ -53,9 +53,12 @@ def summary_rows(spec: JobSpec) -> list[tuple[str, str]]:
     source = data.source
     if data.task == "code-translation":
         source += f" ({data.subset})"
+    task = data.task
+    if data.custom is not None:
+        task += f": {data.custom.template!r} -> {data.custom.target_field}"
     return [
         ("preset", spec.preset),
-        ("task", data.task),
+        ("task", task),
         ("method", describe_method(spec)),
         ("model", describe_model(spec)),
         ("data", source),

@@ -27,7 +27,10 @@ def advfusion_phases(target: str, method: AdvFusionMethod):
         trainable.host.mask(target)
         first = trainer.run_phase(masked)
         trainable.host.unmask(target)
-        carry = None if method.reset_optimizer_between_phases else first.optimizer_state
+        # Handed over, never kept here: phase 2 must hold the only copy of the moments.
+        carry, first.optimizer_state = first.optimizer_state, None
+        if method.reset_optimizer_between_phases:
+            carry = None
         second = trainer.run_phase(restored, carry_optimizer=carry)
         return [first, second]
 

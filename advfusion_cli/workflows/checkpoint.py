@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from advfusion_cli.workflows import atomic
+from advfusion_cli.workflows.sharding import copy_full_into
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -38,7 +39,8 @@ class LoopPosition:
     elapsed_s: float = 0.0
     best_eval_loss: float | None = None
     best_step: int | None = None
-    evals_without_improvement: int = 0
+    evals_without_improvement: int = 0  # evaluations since the last one early stopping counts
+    stop_reason: str | None = None  # set when early stopping ended the phase
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,9 +98,8 @@ def load_weights_into(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
             f"Checkpoint {path} does not match the trainable parameters "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
         )
-    with torch.no_grad():
-        for name, param in named.items():
-            param.copy_(saved[name].to(param.device, param.dtype))
+    for name, param in named.items():
+        copy_full_into(param, saved[name])
 
 
 def checkpoint_name(step: int) -> str:

@@ -35,7 +35,10 @@ DataOpt = Annotated[
 ]
 TaskOpt = Annotated[
     str | None,
-    typer.Option("--task", help="commit-message, code-generation or code-translation."),
+    typer.Option(
+        "--task",
+        help="commit-message, code-generation, code-translation or custom (data.custom in --spec).",
+    ),
 ]
 QuantOpt = Annotated[
     str | None, typer.Option("--quantization", help="Base weights: none, 8bit or 4bit (NF4).")
@@ -76,6 +79,13 @@ TrainMissingOpt = Annotated[
         "--train-missing/--no-train-missing",
         help="Train language adapters missing from the workdir first (default), or stop with "
         "the command that trains them.",
+    ),
+]
+ReportToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--report-to",
+        help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (or none).",
     ),
 ]
 # The two fusion commands (fuse, adv-fuse).

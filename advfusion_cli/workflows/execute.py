@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, stages
+from advfusion_cli.workflows import atomic, retention, sharding, stages, tracking
+from advfusion_cli.workflows.identity import IDENTITY_FILE, identity_record, revisions
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
@@ -64,19 +65,33 @@ class Session:
         return self.accelerator.is_main_process
 
 
-def open_session(precision: str) -> Session:
-    """An accelerate session: bf16 autocast on CUDA (when supported), fp32 on CPU."""
+def open_session(
+    precision: str, report_to: Sequence[str] = (), workdir: Path | None = None
+) -> Session:
+    """An accelerate session: bf16 autocast on CUDA (when supported), fp32 on CPU; with
+    `report_to`, its trackers (a missing tracker package fails here, before any work)."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
+    trackers: dict = {}
+    if report_to:
+        tracking.check_installed(report_to)
+        root = Path(workdir or "advfusion-runs")
+        logs = ProjectConfiguration(
+            project_dir=str(root), logging_dir=str(tracking.tensorboard_root(root))
+        )
+        trackers = {"log_with": list(report_to), "project_config": logs}
     if precision == "auto":
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         precision = "bf16" if bf16 else "fp32"
     # cpu=True on machines without CUDA: under torchrun/`accelerate launch --multi_gpu` that
     # selects accelerate's multi-CPU (gloo) mode instead of N unrelated processes.
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if precision == "bf16" else "no",
-    )
+    with sharding.without_launcher_fsdp():  # FSDP is applied per run (workflows/sharding.py)
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision="bf16" if precision == "bf16" else "no",
+            **trackers,
+        )
     return Session(accelerator, PhaseProgress(stderr_console()))
 
 
@@ -94,6 +109,7 @@ class RunOutcome:
     resumed: bool = False
     phases: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # this session, in seconds
+    distributed: str = "none"  # none | ddp | fsdp: how this session's processes trained
 
 
 # run_phases(trainer, trainable, phases) -> results; the workflow's own schedule.
@@ -105,17 +121,17 @@ def causal_lm_loss(
     model: nn.Module, batch: dict[str, Tensor], train: bool
 ) -> tuple[Tensor, Tensor]:
     """Mean next-token loss over the labelled positions (training labels, or the completion
-    only for evaluation), and how many positions were counted."""
+    only for evaluation), and how many positions were counted. Large vocabulary x tokens
+    takes the chunked path (workflows.lm_loss) instead of materialising all logits."""
     from advfusion_cli.data.encoding import IGNORE_INDEX, completion_only_labels
+    from advfusion_cli.workflows.lm_loss import next_token_loss
 
     labels = batch["labels"]
     if not train:
         labels = completion_only_labels(labels, batch["completion_mask"])
-    output = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels
-    )
+    loss = next_token_loss(model, batch["input_ids"], batch["attention_mask"], labels)
     counted = (labels[:, 1:] != IGNORE_INDEX).sum()
-    return output.loss, counted
+    return loss, counted
 
 
 def loop_settings(run_plan: RunPlan, phase: PhasePlan, n_train: int, world: int) -> LoopSettings:
@@ -140,6 +156,9 @@ def loop_settings(run_plan: RunPlan, phase: PhasePlan, n_train: int, world: int)
         seed=training.seed,
         optimizer=training.optimizer,
         keep_best=training.keep_best,
+        early_stopping_patience=training.early_stopping_patience,
+        early_stopping_min_delta=training.early_stopping_min_delta,
+        keep_checkpoints=training.keep_checkpoints,
     )
 
 
@@ -175,6 +194,7 @@ def adapter_provenance(run_plan: RunPlan, summary: dict) -> dict:
         "task": run_plan.spec.data.task,
         "best_eval_loss": summary.get("best_eval_loss"),
         "published": now_iso(),
+        **identity_record(run_plan.identity),  # a fusion reuses it only for this identity
     }
 
 
@@ -202,6 +222,7 @@ def execute_run(
     if run_plan.state == REUSE or (run_plan.state != RETRAIN and run.is_finished()):
         return reuse(run_plan, session)
     accelerator = session.accelerator
+    sharding.resolve_distributed(run_plan.spec.training.distributed, accelerator.num_processes)
     lock = RunLock(run) if session.is_main else None
     if lock is not None:
         lock.acquire()
@@ -235,13 +256,22 @@ def execute_run(
     finally:
         if lock is not None:
             lock.release()
+        release_run_memory(session)
+
+
+def release_run_memory(session: Session) -> None:
+    """Drop the accelerator's references to this run's model/optimizer and collect them, so
+    the next run of the command loads its base into free memory (a 7B base is ~13.5 GB)."""
+    session.accelerator.free_memory()  # clears its model/optimizer lists, gc, empties CUDA cache
 
 
 def _start_records(run_plan: RunPlan, world: int) -> None:
     run = run_plan.run
     run.path.mkdir(parents=True, exist_ok=True)
     atomic.write_text(run.job_yaml, dump_spec(run_plan.spec))
+    atomic.write_json(run.path / IDENTITY_FILE, identity_record(run_plan.identity))
     env = environment_info(world)
+    env["revisions"] = revisions(run_plan.spec.model, run_plan.spec.data)
     previous = _read_json(run.env_json)
     if previous:
         env["first_started"] = previous.get("first_started", previous.get("created"))
@@ -255,6 +285,12 @@ def _start_records(run_plan: RunPlan, world: int) -> None:
         }
     atomic.write_json(run.env_json, env)
     run.write_status(RUNNING, started=now_iso())
+
+
+def _record_revisions(run_plan: RunPlan, resolved: dict) -> None:
+    env = _read_json(run_plan.run.env_json)
+    if env:
+        atomic.write_json(run_plan.run.env_json, {**env, "revisions": resolved})
 
 
 def _read_json(path: Path) -> dict:
@@ -330,8 +366,11 @@ def _train(
         )
         for p, data in zip(run_plan.phases, phase_data, strict=True)
     ]
-    prepared = accelerator.prepare(trainable.model)
+    if session.is_main:  # the hub commit the base actually came from
+        _record_revisions(run_plan, revisions(spec.model, spec.data, trainable.model))
+    layout, prepared = sharding.prepare_training(spec.training.distributed, accelerator, trainable)
     set_seed(spec.training.seed + accelerator.process_index)  # distinct dropout per process
+    tracker = _run_tracker(run_plan, session, phases)
     trainer = Trainer(
         accelerator,
         prepared,
@@ -344,10 +383,16 @@ def _train(
         stop=session.stop,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
+        sharding=layout,
+        tracker=tracker,
     )
     training_started = time.perf_counter()
-    with session.stop:
-        results = run_phases(trainer, trainable, phases)
+    try:
+        with session.stop:
+            results = run_phases(trainer, trainable, phases)
+    finally:
+        if tracker is not None:
+            tracker.finish()
     timings["train_s"] = time.perf_counter() - training_started
     for hook in AFTER_TRAINING_HOOKS:
         hook(run_plan, trainable)
@@ -360,11 +405,13 @@ def _train(
         trainable_params=trainable_count,
         total_params=total_count,
         resumed=any(r.resumed_from for r in results),
+        distributed=layout.kind,
     )
     export_started = time.perf_counter()
-    if session.is_main:
-        atomic.publish_dir(trainable.export, run.final)
-    accelerator.wait_for_everyone()
+    with layout.unsharded(prepared):  # the export reads whole tensors on the main process
+        if session.is_main:
+            atomic.publish_dir(trainable.export, run.final)
+        accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started
     outcome.timings = {key: round(value, 3) for key, value in timings.items()}
@@ -376,8 +423,29 @@ def _train(
         atomic.write_json(run.summary_json, summary)
         if run_plan.store is not None:
             stages.publish_adapter(run.final, run_plan.store, adapter_provenance(run_plan, summary))
+        if not spec.training.keep_optimizer_state:
+            retention.drop_optimizer_states(run.checkpoints)
         run.write_status(FINISHED, finished=now_iso())
     return outcome
+
+
+def _run_tracker(
+    run_plan: RunPlan, session: Session, phases: list[Phase]
+) -> tracking.RunTracker | None:
+    """The run's tracker run (main process, when the spec asks for trackers)."""
+    spec = run_plan.spec
+    if not spec.training.report_to or not session.is_main:
+        return None
+    config = tracking.flat_config(spec.model_dump(mode="json"))
+    config |= {"run.id": run_plan.run.id, "run.role": run_plan.role}
+    return tracking.RunTracker(
+        session.accelerator,
+        run_plan.run,
+        spec.training.report_to,
+        spec.output.workdir,
+        [(phase.name, phase.settings.total_steps) for phase in phases],
+        config,
+    )
 
 
 def _phase_summary(result: PhaseResult, data: StageData) -> dict:
@@ -393,6 +461,8 @@ def _phase_summary(result: PhaseResult, data: StageData) -> dict:
         "examples": data.counts,
         "dropped": data.dropped,
         "truncated": data.truncated,
+        "stopped_early": result.stop_reason is not None,
+        "stop_reason": result.stop_reason or "step budget reached",
     }
 
 
@@ -409,6 +479,7 @@ def _summary(outcome: RunOutcome) -> dict:
         "timings": outcome.timings,
         "best_eval_loss": outcome.best_eval_loss,
         "peak_memory_mb": round(outcome.peak_memory_mb, 1),
+        "distributed": outcome.distributed,
         "final": str(outcome.final),
         "store": str(outcome.store) if outcome.store else None,
         "phases": outcome.phases,

@@ -33,7 +33,8 @@ def fusion_setup(run_plan: RunPlan):
 def execute_plan(plan: Plan, run_fusion) -> CommandResult:
     """Adapters first (each trained, resumed or reused), then the fusion run."""
     plan.workdir.ensure_writable()
-    session = open_session(plan.spec.training.precision)
+    training = plan.spec.training
+    session = open_session(training.precision, training.report_to, plan.spec.output.workdir)
     outcomes: list[RunOutcome] = []
     for run_plan in plan.runs:
         if run_plan.role == "adapter":

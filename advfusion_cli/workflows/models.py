@@ -44,8 +44,8 @@ def load_base(model: ModelSpec):
 
     dtype = base_dtype(model) if model.quantization == "none" else model.dtype
     hf_logging.disable_progress_bar()  # our own display is the progress; keep logs readable
-    loaded = load_model(source, quantization, dtype, model.device_map)
-    tokenizer = load_tokenizer(source, padding_side="right")
+    loaded = load_model(source, quantization, dtype, model.device_map, revision=model.revision)
+    tokenizer = load_tokenizer(source, padding_side="right", revision=model.revision)
     return loaded, tokenizer
 
 

@@ -22,6 +22,7 @@ from advfusion_cli.spec.methods import AdvFusionMethod, Budget
 from advfusion_cli.spec.names import EMBEDDED_MODEL
 from advfusion_cli.spec.schema import DataSpec, JobSpec, OutputSpec, TrainingSpec
 from advfusion_cli.workflows import checkpoint as ckpt
+from advfusion_cli.workflows import identity as run_identity
 from advfusion_cli.workflows import stages
 from advfusion_cli.workflows.batching import micro_batches_per_epoch, steps_for_epochs
 from advfusion_cli.workflows.runs import RunDir, Workdir
@@ -55,6 +56,7 @@ class RunPlan:
     store: Path | None = None  # adapter runs: the adapter's folder in the store
     adapters: dict[str, Path] = field(default_factory=dict)  # fusion runs, in slot order
     adapter_sources: dict[str, str] = field(default_factory=dict)
+    identity: dict = field(default_factory=dict)  # what makes the run this run (identity.json)
 
 
 @dataclass
@@ -132,7 +134,8 @@ def model_fingerprint(spec: JobSpec) -> dict | None:
     from advfusion_cli.workflows.models import model_source
 
     try:
-        config = AutoConfig.from_pretrained(model_source(spec.model.name_or_path))
+        source = model_source(spec.model.name_or_path)
+        config = AutoConfig.from_pretrained(source, revision=spec.model.revision)
     except (OSError, ValueError, KeyError):
         return None
     return base_fingerprint(SimpleNamespace(config=config))
@@ -145,10 +148,17 @@ def _adapter_run(
     spec: JobSpec, language: str, workdir: Workdir, force: bool, counts: dict, run_name: str | None
 ) -> RunPlan:
     stage = stages.adapter_stage_spec(spec, language)
+    wanted = stages.identity(stage)
     run_id = run_name or stages.run_id_for(stage, language)
     run = workdir.run(run_id)
+    check_identity(run, wanted, force)
     state, note = run_state(run, force, ["adapter"])
     world = world_size()
+    if state == RESUME:
+        run_identity.check_process_count(run, world)
+    match = stages.match_adapter(workdir, stage, language, stage.method.name, wanted)
+    if match.mismatch:
+        note = "; ".join(filter(None, [match.mismatch, note]))
     n_train = counts[language].get("train", 0)
     budget = stage.training.budget
     phase = PhasePlan(
@@ -162,8 +172,15 @@ def _adapter_run(
         train_examples=n_train,
         eval_examples=counts[language].get("validation", 0),
     )
-    store = stages.store_folder(workdir, stage, language, stage.method.name)
-    return RunPlan("adapter", stage, run, state, note, [phase], language=language, store=store)
+    store = match.stored.folder if match.stored is not None else match.slot
+    return RunPlan(
+        "adapter", stage, run, state, note, [phase], language=language, store=store, identity=wanted
+    )
+
+
+def check_identity(run: RunDir, wanted: dict, force: bool) -> None:
+    """Refuse a run folder (named by output.run_name) that holds a different job."""
+    run_identity.check_named_run(run, wanted, force)
 
 
 def plan_adapters(command: str, spec: JobSpec, force: bool) -> Plan:
@@ -181,7 +198,7 @@ def plan_adapters(command: str, spec: JobSpec, force: bool) -> Plan:
 
 
 def missing_adapters_error(
-    spec: JobSpec, kind: str, missing: list[str], workdir: Workdir
+    spec: JobSpec, kind: str, missing: list[str], workdir: Workdir, why: list[str] = ()
 ) -> UserError:
     """One line: what is missing, where it was looked for, and the command that trains it."""
     command = ["advfusion", "train-adapters", "--langs", ",".join(missing), "--kind", kind]
@@ -196,9 +213,14 @@ def missing_adapters_error(
     if spec.output.workdir != OutputSpec.model_fields["workdir"].default:
         command += ["--workdir", str(spec.output.workdir)]
     where = stages.store_folder(workdir, spec, "<language>", kind)
+    spec_note = ""
+    if spec.data.custom is not None:  # the task's definition lives only in a spec
+        command += ["--spec", "SPEC.yaml"]
+        spec_note = " (SPEC.yaml: the spec whose data.custom defines this task)"
+    because = "".join(f"; {reason}" for reason in why)
     return UserError(
-        f"No trained {kind} adapter for {', '.join(missing)} (looked in {where}); "
-        f"train them with: {shlex.join(command)}"
+        f"No trained {kind} adapter for {', '.join(missing)} (looked in {where}{because}); "
+        f"train them with: {shlex.join(command)}{spec_note}"
     )
 
 
@@ -220,9 +242,12 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
     adapters: dict[str, Path] = {}
     sources: dict[str, str] = {}
     missing: list[str] = []
+    mismatches: list[str] = []
     counts: dict | None = None
     for language in languages:
-        stored = stages.find_adapter(workdir, spec, language, kind)
+        stage = stages.adapter_stage_spec(spec, language)
+        match = stages.match_adapter(workdir, stage, language, kind, stages.identity(stage))
+        stored = match.stored
         if stored is not None:
             fingerprint = fingerprint or model_fingerprint(spec)
             if fingerprint is not None:
@@ -236,14 +261,19 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
             adapters[language], sources[language] = adapter_run.store, adapter_run.run.id
         else:
             missing.append(language)
+            mismatches += [match.mismatch] if match.mismatch else []
     if missing:
-        raise missing_adapters_error(spec, kind, missing, workdir)
+        raise missing_adapters_error(spec, kind, missing, workdir, mismatches)
 
     counts = counts or count_examples(spec.data, languages, data_cache(spec))
+    wanted = stages.identity(spec, {"adapters": sources})
     run_id = spec.output.run_name or stages.run_id_for(spec, target, {"adapters": sources})
     run = workdir.run(run_id)
+    check_identity(run, wanted, force)
     phases = fusion_phases(spec, counts)
     state, note = run_state(run, force, [phase.name for phase in phases])
+    if state == RESUME:
+        run_identity.check_process_count(run, world_size())
     runs.append(
         RunPlan(
             "fusion",
@@ -254,6 +284,7 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
             phases,
             adapters=adapters,
             adapter_sources=sources,
+            identity=wanted,
         )
     )
     return Plan(command, spec, workdir, runs, reused, world_size())
@@ -344,6 +375,17 @@ def render(plan: Plan, console: Console) -> None:
         table.add_row(run_plan.run.id, what, state, phases, data, store)
     console.print(table)
     _print_eval_reads(plan, console)
+
+    from advfusion_cli.workflows.plan_notes import keep_best_notes
+
+    for note in keep_best_notes(plan):
+        console.print(note, markup=False)
+
+    from advfusion_cli.workflows.retention import plan_lines
+
+    training_runs = [(r.run.id, r.spec) for r in plan.runs if r.state != REUSE]
+    for line in plan_lines(training_runs):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     training = plan.spec.training
     console.print(
         f"batch {training.batch_size} x grad-accum {training.grad_accum} x {plan.world_size} "

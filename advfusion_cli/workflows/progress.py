@@ -73,7 +73,8 @@ class NullProgress:
     def start(self, name: str, description: str, total: int, completed: int) -> None: ...
     def update(self, step: int, record: dict) -> None: ...
     def note_eval(self, step: int, eval_loss: float, improved: bool) -> None: ...
-    def finish(self, best_eval_loss: float | None) -> None: ...
+    def note_stop(self, reason: str) -> None: ...
+    def finish(self, best_eval_loss: float | None, steps: int | None = None) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -161,11 +162,17 @@ class PhaseProgress(NullProgress):
         mark = " (best)" if improved else ""
         self.console.print(f"{self._label}: step {step} eval loss {eval_loss:.4f}{mark}")
 
-    def finish(self, best_eval_loss: float | None) -> None:
+    def note_stop(self, reason: str) -> None:
+        """A phase that ends before its budget says why (early stopping)."""
+        self._line(f"{self._label}: {reason}")
+
+    def finish(self, best_eval_loss: float | None, steps: int | None = None) -> None:
+        """`steps`: where the phase ended, when early stopping ended it before its budget."""
         if self.plain and self._label:
             best = f", best eval loss {best_eval_loss:.4f}" if best_eval_loss is not None else ""
             elapsed = format_duration(self.clock() - self._started)
-            self._line(f"{self._label}: finished {self._total} steps in {elapsed}{best}")
+            done = self._total if steps is None else steps
+            self._line(f"{self._label}: finished {done} steps in {elapsed}{best}")
         self.stop()
 
     def stop(self) -> None:

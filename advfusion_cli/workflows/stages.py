@@ -25,10 +25,11 @@ from advfusion_cli.spec.methods import (
 )
 from advfusion_cli.spec.schema import JobSpec
 from advfusion_cli.workflows import atomic
-from advfusion_cli.workflows.runs import Workdir, make_run_id
+from advfusion_cli.workflows.runs import Workdir, identity_hash, make_run_id
 
 AdapterMethod = TaskAdapterMethod | CompacterMethod | LoraMethod
 PROVENANCE_FILE = "provenance.json"
+RETENTION_KEYS = ("keep_checkpoints", "keep_optimizer_state")
 
 
 def method_label(spec: JobSpec) -> str:
@@ -56,11 +57,23 @@ def adapter_stage_spec(
 
 
 def identity(spec: JobSpec, extra: dict | None = None) -> dict:
-    """What makes two runs the same: the resolved spec minus output-only keys."""
+    """What makes two runs the same: the resolved spec minus output-only keys (and the
+    trackers it reports to)."""
     values = spec.model_dump(mode="json")
     values.pop("output", None)
     values.pop("preset", None)  # the preset's values are resolved into the fields themselves
+    if values["data"].get("custom") is None:
+        values["data"].pop("custom", None)  # built-in tasks keep the ids they had before it
     training = values["training"]
+    training.pop("report_to")  # where a run is watched does not change what it trains
+    if spec.training.early_stopping_patience is None:  # off: ids of runs made before it existed
+        training.pop("early_stopping_patience")
+        training.pop("early_stopping_min_delta")
+    for key in RETENTION_KEYS:  # what is kept on disk, not what is trained
+        training.pop(key, None)
+    for section in ("model", "data"):  # an unpinned revision leaves the id as it always was
+        if values[section].get("revision") is None:
+            values[section].pop("revision", None)
     if spec.is_fusion:
         training.pop("lr")  # adapters' learning rate: not used by a fusion stage
         training["fusion_lr"] = spec.training.lr_for("fusion")
@@ -92,7 +105,7 @@ class StoredAdapter:
 def store_folder(workdir: Workdir, spec: JobSpec, language: str, kind: str) -> Path:
     model = spec.model
     return workdir.adapter_dir(
-        model.name_or_path, spec.data.task, kind, language, model.quantization
+        model.name_or_path, spec.data.task_label, kind, language, model.quantization
     )
 
 
@@ -102,6 +115,55 @@ def find_adapter(workdir: Workdir, spec: JobSpec, language: str, kind: str) -> S
     if not folder.is_dir():
         return None
     return StoredAdapter(language, folder, adapter_source(folder))
+
+
+def stored_identity(folder: Path) -> dict | None:
+    """The identity of the run that trained a stored adapter: recorded in its provenance, or
+    (adapters published before it was recorded) worked out from that run's job.yaml."""
+    from advfusion_cli.spec.loading import parse_spec
+    from advfusion_cli.workflows.identity import read_identity
+
+    provenance = folder / PROVENANCE_FILE
+    recorded = read_identity(provenance)
+    if recorded is not None:
+        return recorded
+    try:
+        run_dir = Path(json.loads(provenance.read_text())["run_dir"])
+        return identity(parse_spec((run_dir / "job.yaml").read_text()))
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
+
+
+@dataclass(frozen=True)
+class AdapterMatch:
+    """Where the adapter a stage needs is (or will be) stored, and why another was not used."""
+
+    stored: StoredAdapter | None  # a stored adapter trained with exactly the wanted spec
+    slot: Path  # where a newly trained one is published
+    mismatch: str = ""  # why the adapter in the default slot does not serve, if one is there
+
+
+def match_adapter(
+    workdir: Workdir, stage: JobSpec, language: str, kind: str, wanted: dict
+) -> AdapterMatch:
+    """The stored adapter trained with identity `wanted`, looked for in the default slot
+    `<language>/` and then in its own slot `<language>-<hash8>/` (used when the default
+    holds an adapter trained otherwise, which is left as it is)."""
+    from advfusion_cli.workflows.identity import describe_differences, differences
+
+    default = store_folder(workdir, stage, language, kind)
+    own = default.with_name(f"{language}-{identity_hash(wanted)}")
+    for folder in (default, own):
+        if folder.is_dir() and stored_identity(folder) == wanted:
+            return AdapterMatch(StoredAdapter(language, folder, adapter_source(folder)), folder)
+    if not default.is_dir():
+        return AdapterMatch(None, default)
+    recorded = stored_identity(default)
+    if recorded is None:
+        return AdapterMatch(None, own, f"stored {language} adapter has no recorded spec")
+    was, asked = describe_differences(differences(recorded, wanted))
+    why = f"stored {language} adapter was trained with {was}; this asks for {asked}"
+    return AdapterMatch(None, own, why)
 
 
 def find_adapter_at(folder: Path) -> str | None:

@@ -33,7 +33,12 @@ def task_options(data: DataSpec) -> dict[str, Any]:
     if data.task == "commit-message":
         return {"seed": data.split_seed}
     if data.task == "code-generation":
-        return {"exec_outcome": "PASSED" if data.exec_outcome_filter else None}
+        return {
+            "exec_outcome": "PASSED" if data.exec_outcome_filter else None,
+            "split_seed": data.split_seed,  # the validation carve-out of train
+        }
+    if data.custom is not None:
+        return data.custom.loader_options(data.split_seed)
     return {"subsets": (data.subset,)}
 
 
@@ -44,13 +49,27 @@ def _cap(examples: list, limit: int | None, seed: int) -> list:
     return [examples[i] for i in picked]
 
 
+def training_load_options(data: DataSpec) -> dict[str, Any]:
+    """The loader options a training run reads its data with: the task's options, plus (code
+    generation) the validation carve-out from train, since eval loss needs targets."""
+    options = task_options(data)
+    if data.task == "code-generation":
+        from advfusion_cli.data.tasks.code_generation import TRAINING_VALIDATION_FRACTION
+
+        options["validation_fraction"] = TRAINING_VALIDATION_FRACTION
+    return options
+
+
 @lru_cache(maxsize=16)
 def _load(data_json: str, language: str) -> dict[str, tuple]:
     """One language's train and validation examples (capped), keyed by split."""
     from advfusion_cli.data import load_task
 
     data = DataSpec.model_validate_json(data_json)
-    loaded = load_task(data.task, data.source, [language], SPLITS, **task_options(data))
+    options = training_load_options(data)
+    loaded = load_task(
+        data.task, data.source, [language], SPLITS, revision=data.revision, **options
+    )
     by_split = {split: [e for e in loaded.examples if e.split == split] for split in SPLITS}
     if not by_split["train"]:
         raise UserError(f"No {data.task} training examples for '{language}' in {data.source}.")
@@ -67,19 +86,23 @@ def load_examples(data: DataSpec, language: str, split: str) -> list:
 
 
 @lru_cache(maxsize=64)
-def _source_root(task: str, source: str, language: str, options_json: str):
+def _source_root(
+    task: str, source: str, language: str, options_json: str, revision: str | None = None
+):
     """Where the records are (the testbed made, hub files fetched once per process)."""
     from advfusion_cli.data.loader import source_root
 
-    return source_root(task, source, [language], SPLITS, **json.loads(options_json))
+    return source_root(
+        task, source, [language], SPLITS, revision=revision, **json.loads(options_json)
+    )
 
 
 def _examples_key(data: DataSpec, language: str) -> dict[str, Any]:
     """Everything that decides one language's capped train/validation examples."""
     from advfusion_cli.data.prepared import source_fingerprint
 
-    options = task_options(data)
-    root = _source_root(data.task, data.source, language, json.dumps(options))
+    options = training_load_options(data)
+    root = _source_root(data.task, data.source, language, json.dumps(options), data.revision)
     return {
         "task": data.task,
         "task_options": options,

@@ -51,5 +51,6 @@ def train_adapters(spec: JobSpec, *, force: bool = False, dry_run: bool = False)
     if dry_run:
         return CommandResult(plan, dry_run=True)
     plan.workdir.ensure_writable()
-    session = open_session(spec.training.precision)
+    training = spec.training
+    session = open_session(training.precision, training.report_to, spec.output.workdir)
     return CommandResult(plan, [run_adapter(run_plan, session) for run_plan in plan.runs])

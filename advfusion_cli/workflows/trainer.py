@@ -4,7 +4,8 @@
         for each of `grad_accumulation` micro-batches (seeded order per epoch):
             loss = task loss (+ fusion regularizer); backward(loss / grad_accumulation)
         clip, optimizer step, schedule step
-        log; evaluate and keep the best weights; checkpoint; stop cleanly on Ctrl-C
+        log (metrics.jsonl, trackers); evaluate and keep the best weights; checkpoint;
+        stop early when eval loss stopped improving; stop cleanly on Ctrl-C
     at the end: reload the best weights, write the phase's end state
 
 Checkpoints are written only at optimizer-step boundaries, with the optimizer, scheduler,
@@ -36,6 +37,8 @@ from advfusion_cli.workflows.batching import (
 from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
+from advfusion_cli.workflows.sharding import Replicated
+from advfusion_cli.workflows.tracking import NullRunTracker
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
 LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
@@ -64,6 +67,8 @@ class LoopSettings:
     keep_best: bool = True  # reload the weights with the lowest eval loss at the end
     seed: int = 0
     optimizer: str = "auto"  # auto | adamw | paged_adamw_32bit
+    early_stopping_patience: int | None = None  # evaluations without improvement; None = off
+    early_stopping_min_delta: float = 0.0  # an improvement must beat the best by more than this
 
 
 @dataclass
@@ -87,7 +92,9 @@ class PhaseResult:
     tokens: int
     elapsed_s: float
     resumed_from: int | None = None
+    # The optimizer's live per-parameter state (parameter -> moments), for the next phase.
     optimizer_state: dict | None = field(default=None, repr=False)
+    stop_reason: str | None = None  # why the phase ended before its budget (early stopping)
 
 
 class TrainingInterrupted(Exception):
@@ -137,6 +144,8 @@ class Trainer:
         stop: StopRequest | None = None,
         extra_state: Callable[[], dict] | None = None,
         load_extra_state: Callable[[dict], None] | None = None,
+        sharding: Replicated | None = None,
+        tracker: NullRunTracker | None = None,
     ):
         self.accelerator = accelerator
         self.model = model
@@ -149,23 +158,33 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.extra_state = extra_state or dict
         self.load_extra_state = load_extra_state or (lambda state: None)
+        self.sharding = sharding or Replicated()  # whole or FSDP-sharded trainable state
         self.world = accelerator.num_processes
         self.rank = accelerator.process_index
         self.is_main = accelerator.is_main_process
+        self.tracker = tracker if self.is_main and tracker else NullRunTracker()
 
     # ---- the loop ------------------------------------------------------------------------
 
     def run_phase(self, phase: Phase, carry_optimizer: dict | None = None) -> PhaseResult:
         """Train one phase to its end (resuming from its last checkpoint if there is one).
 
-        `carry_optimizer`: an optimizer state dict to start from (AdvFusion keeps phase 1's
-        Adam moments for phase 2); the learning-rate schedule always starts over.
+        `carry_optimizer`: a previous phase's per-parameter optimizer state (its
+        `PhaseResult.optimizer_state`; AdvFusion keeps phase 1's Adam moments for phase 2). It
+        is handed over, not copied, and emptied here, so only one copy ever exists; a phase
+        that resumes from its own checkpoint drops it before loading. The learning-rate
+        schedule always starts over.
         """
         s = phase.settings
         params = list(self.trainable.values())
         optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay)
         if carry_optimizer is not None:
-            optimizer.load_state_dict(carry_optimizer)
+            resuming = self._end_dir(phase).exists() or ckpt.latest_checkpoint(
+                self._phase_dir(phase)
+            )
+            if not resuming:
+                optimizer.state.update(carry_optimizer)  # same tensors, keyed by parameter
+            carry_optimizer.clear()
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] = s.learning_rate
         scheduler = build_scheduler(optimizer, s.schedule, s.total_steps, s.warmup_ratio)
@@ -182,6 +201,7 @@ class Trainer:
             self.run.rewind_metrics(
                 lambda r, k=pos.step: r.get("phase") != phase.name or r.get("step", 0) <= k
             )
+        self.tracker.resume(phase.name, pos.step)
 
         order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
         self.model.train()
@@ -190,7 +210,7 @@ class Trainer:
         last_loss = None
         while pos.step < s.total_steps:
             window_start = time.perf_counter()
-            order, loss, tokens = self._accumulate_gradients(phase, pos, order)
+            order, loss, regularizer, tokens = self._accumulate_gradients(phase, pos, order)
             if s.max_grad_norm:
                 self.accelerator.clip_grad_norm_(params, s.max_grad_norm)
             step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
@@ -201,16 +221,22 @@ class Trainer:
             pos.tokens += tokens
             pos.elapsed_s = elapsed_before + time.perf_counter() - session_start
             last_loss = loss
-            self._log_step(phase, pos, loss, step_lr, tokens / (time.perf_counter() - window_start))
+            speed = tokens / (time.perf_counter() - window_start)
+            self._log_step(phase, pos, loss, regularizer, step_lr, speed)
 
             is_last = pos.step == s.total_steps
+            stopping_early = False
             if is_last or (s.eval_every and pos.step % s.eval_every == 0):
                 self._evaluate_and_keep_best(phase, pos)
-            if not is_last and s.save_every and pos.step % s.save_every == 0:
+                stopping_early = not is_last and self._patience_ran_out(phase, pos)
+            if not (is_last or stopping_early) and s.save_every and pos.step % s.save_every == 0:
                 self._checkpoint(phase, pos, optimizer, scheduler)
                 saved_at = pos.step
             for hook in AFTER_STEP_HOOKS:
                 hook(phase.name, pos.step)
+            if stopping_early:
+                self.progress.note_stop(pos.stop_reason)
+                break
             if not is_last and self._any_process_stopping():
                 if saved_at != pos.step:
                     self._checkpoint(phase, pos, optimizer, scheduler)
@@ -222,17 +248,19 @@ class Trainer:
         self._save(self._phase_dir(phase), "end", optimizer, scheduler, pos)
         if self.is_main:  # the end state supersedes the step checkpoints
             ckpt.prune(self._phase_dir(phase), keep=-1)
-        self.progress.finish(pos.best_eval_loss)
+        self.progress.finish(pos.best_eval_loss, pos.step)
         return self._result(phase, pos, optimizer, resumed_from, last_loss)
 
     def _accumulate_gradients(
         self, phase: Phase, pos: ckpt.LoopPosition, order: list[int]
-    ) -> tuple[list[int], float, int]:
-        """Forward/backward over one step's micro-batches; returns (order, loss, tokens) with
-        loss averaged and tokens summed over micro-batches and processes."""
+    ) -> tuple[list[int], float, float | None, int]:
+        """Forward/backward over one step's micro-batches; returns (order, loss, regularizer,
+        tokens) with loss (the regularizer included) and regularizer averaged and tokens summed
+        over micro-batches and processes; regularizer is None without an extra loss."""
         s = phase.settings
         micro_per_epoch = micro_batches_per_epoch(len(phase.train), s.batch_size, self.world)
-        totals = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)  # loss, tokens
+        # loss, tokens, regularizer
+        totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
         for micro in range(s.grad_accumulation):
             if pos.index >= micro_per_epoch:  # next epoch, next seeded permutation
                 pos.epoch, pos.index = pos.epoch + 1, 0
@@ -246,16 +274,25 @@ class Trainer:
             with sync, self.accelerator.autocast():
                 loss, _ = self.loss_fn(self.model, batch, True)
                 if self.extra_loss is not None:
-                    loss = loss + self.extra_loss()
+                    extra = self.extra_loss()
+                    loss = loss + extra
+                    totals[2] += extra.detach().double() / s.grad_accumulation
                 self.accelerator.backward(loss / s.grad_accumulation)
             totals[0] += loss.detach().double() / s.grad_accumulation
             totals[1] += batch["attention_mask"].sum()
         if self.world > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
-        return order, float(totals[0]) / self.world, int(totals[1])
+        regularizer = float(totals[2]) / self.world if self.extra_loss is not None else None
+        return order, float(totals[0]) / self.world, regularizer, int(totals[1])
 
     def _log_step(
-        self, phase: Phase, pos: ckpt.LoopPosition, loss: float, lr: float, tokens_per_s: float
+        self,
+        phase: Phase,
+        pos: ckpt.LoopPosition,
+        loss: float,
+        regularizer: float | None,
+        lr: float,
+        tokens_per_s: float,
     ) -> None:
         micro_per_epoch = micro_batches_per_epoch(
             len(phase.train), phase.settings.batch_size, self.world
@@ -271,8 +308,11 @@ class Trainer:
             "elapsed_s": round(pos.elapsed_s, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
         }
+        if regularizer is not None:  # fusion runs: the regularizer's share of the loss
+            record["regularizer"] = round(regularizer, 6)
         if self.is_main:
             self.run.log(record)
+            self.tracker.log_step(record)
         self.progress.update(pos.step, record)
 
     # ---- evaluation ----------------------------------------------------------------------
@@ -303,19 +343,44 @@ class Trainer:
         return float(totals[0] / totals[1]) if totals[1] > 0 else None
 
     def _evaluate_and_keep_best(self, phase: Phase, pos: ckpt.LoopPosition) -> None:
-        eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
+        with self.sharding.unsharded(self.model):  # FSDP: no collectives per eval batch
+            eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
         if eval_loss is None:
             return
         improved = pos.best_eval_loss is None or eval_loss < pos.best_eval_loss
+        # Early stopping counts only drops larger than min_delta below the best so far.
+        counts = pos.best_eval_loss is None or (
+            eval_loss < pos.best_eval_loss - phase.settings.early_stopping_min_delta
+        )
+        pos.evals_without_improvement = 0 if counts else pos.evals_without_improvement + 1
         if improved:
             pos.best_eval_loss, pos.best_step = eval_loss, pos.step
+            weights = self.sharding.full_weights(self.trainable)  # every process joins
             if self.is_main:
-                ckpt.save_weights(self._best_file(phase), self.trainable)
+                ckpt.save_weights(self._best_file(phase), weights)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             record = {"phase": phase.name, "step": pos.step, "eval_loss": round(eval_loss, 6)}
             self.run.log({**record, "best": improved})
+            self.tracker.log_eval(record)
         self.progress.note_eval(pos.step, eval_loss, improved)
+
+    def _patience_ran_out(self, phase: Phase, pos: ckpt.LoopPosition) -> bool:
+        """After an evaluation: whether early stopping ends the phase here (the reason goes
+        into the position, so a finished phase still tells it after a restart)."""
+        s = phase.settings
+        patience = s.early_stopping_patience
+        if patience is None or pos.evals_without_improvement < patience:
+            return False
+        delta = (
+            f" by more than {s.early_stopping_min_delta:g}" if s.early_stopping_min_delta else ""
+        )
+        pos.stop_reason = (
+            f"early stopping at step {pos.step}/{s.total_steps}: eval loss did not improve"
+            f"{delta} in {patience} evaluation{'s' if patience > 1 else ''} "
+            f"(best {pos.best_eval_loss:.4f} at step {pos.best_step})"
+        )
+        return True
 
     # ---- checkpoints ---------------------------------------------------------------------
 
@@ -340,10 +405,12 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         tmp = ckpt.pending(parent, name)
         ckpt.write_rng(tmp, self.rank)
+        weights = self.sharding.full_weights(self.trainable)  # every process joins
+        optimizer = self.sharding.full_optimizer(optimizer)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             extra = self.extra_state()
-            ckpt.write_main_state(tmp, self.trainable, optimizer, scheduler, pos, extra)
+            ckpt.write_main_state(tmp, weights, optimizer, scheduler, pos, extra)
             ckpt.publish(tmp, parent, name)
             ckpt.prune(parent, keep)
         self.accelerator.wait_for_everyone()
@@ -351,7 +418,11 @@ class Trainer:
     def _restore(self, folder: Path, optimizer, scheduler) -> ckpt.LoopPosition:
         ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, self.trainable)
         state = ckpt.read_state(folder)
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:  # None: dropped once the run finished
+            params = list(self.trainable.values())
+            optimizer.load_state_dict(
+                self.sharding.local_optimizer_state(state["optimizer"], params)
+            )
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)
@@ -382,5 +453,6 @@ class Trainer:
             tokens=pos.tokens,
             elapsed_s=pos.elapsed_s,
             resumed_from=resumed_from,
-            optimizer_state=optimizer.state_dict(),
+            optimizer_state=optimizer.state,
+            stop_reason=pos.stop_reason,
         )

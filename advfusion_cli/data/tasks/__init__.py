@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advfusion_cli.data.tasks import code_generation, code_translation, commit_message
+from advfusion_cli.data.tasks import code_generation, code_translation, commit_message, custom
 from advfusion_cli.data.tasks.base import LoadRequest, TaskSpec
 from advfusion_cli.errors import unknown_name_error
 
@@ -29,5 +29,6 @@ def list_tasks() -> list[str]:
 register_task(commit_message.SPEC)
 register_task(code_generation.SPEC)
 register_task(code_translation.SPEC)
+register_task(custom.SPEC)
 
 __all__ = ["LoadRequest", "TaskSpec", "get_task", "list_tasks", "register_task"]

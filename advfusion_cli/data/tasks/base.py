@@ -32,5 +32,6 @@ class TaskSpec:
     summary: str
     hub_id: str  # the dataset `hub:` alone refers to
     options: type  # a dataclass of task options (defaults = the authors' setting)
-    hub_patterns: Callable[[LoadRequest, Any], list[str]]  # files a hub download needs
+    # files a hub download needs: globs, or a function choosing from the repository listing
+    hub_patterns: Callable[[LoadRequest, Any], list[str] | Callable[[list[str]], list[str]]]
     read: Reader

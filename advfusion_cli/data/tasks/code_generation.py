@@ -9,19 +9,25 @@ statement is description, input/output specification, sample tests and notes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from advfusion_cli.data.languages import display_name
 from advfusion_cli.data.records import Diagnostics, RecordError, TaskExample
 from advfusion_cli.data.sources import RawRow
-from advfusion_cli.data.splits import canonical_split
+from advfusion_cli.data.splits import SPLITS, canonical_split
 from advfusion_cli.data.stats import DataStats
 from advfusion_cli.data.tasks.base import LoadRequest, TaskSpec
-from advfusion_cli.data.tasks.xcodeeval import Problem, iter_xcodeeval
+from advfusion_cli.data.tasks.xcodeeval import (
+    Problem,
+    carved_problems,
+    iter_xcodeeval,
+    select_hub_files,
+)
 from advfusion_cli.errors import UserError
 
 NAME = "code-generation"
+TRAINING_VALIDATION_FRACTION = 0.05  # xCodeEval train: ~7.5k problems -> ~370 for validation
 DOCSTRING = '"""\n'
 
 
@@ -34,9 +40,20 @@ class CodeGenerationOptions:
     language_header: bool = False
     # raw layout with no solution-row files: the split its problem-only rows belong to
     problems_split: str = "test"
+    # When train has solutions but validation has none (xCodeEval: its 106 validation rows are
+    # problems only), this fraction of train's problems, grouped by src_uid and chosen by a
+    # hash seeded with split_seed, becomes a validation split with targets (replacing the
+    # problem-only rows). 0 = off, the dataset as published; training asks for
+    # TRAINING_VALIDATION_FRACTION so eval loss and keep-best have targets.
+    validation_fraction: float = 0.0
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "problems_split", canonical_split(self.problems_split))
+        if not 0 <= self.validation_fraction < 1:
+            raise UserError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
 
 
 def render_statement(problem: Problem) -> str:
@@ -63,9 +80,22 @@ def render_prompt(
     return head + statement + "\n" + DOCSTRING, (len(head), len(head) + len(statement))
 
 
-def hub_patterns(request: LoadRequest, options: CodeGenerationOptions) -> list[str]:
-    patterns = ["problem_descriptions.jsonl", "unittest_db.json"]
-    return patterns + [f"program_synthesis/{split}/*" for split in request.splits]
+def hub_patterns(request: LoadRequest, options: CodeGenerationOptions):
+    """Chooses from the repository listing: only the wanted splits' and languages' files."""
+
+    def select(listing: list[str]) -> list[str]:
+        return select_hub_files(listing, _read_splits(request, options), request.languages)
+
+    return select
+
+
+def _read_splits(request: LoadRequest, options: CodeGenerationOptions) -> tuple[str, ...]:
+    """With a carve-out asked for, train and validation are read together: whether validation
+    is carved out of train depends on both, and so does what is left of train."""
+    wanted = set(request.splits)
+    if options.validation_fraction > 0 and wanted & {"train", "validation"}:
+        wanted |= {"train", "validation"}
+    return tuple(s for s in SPLITS if s in wanted)
 
 
 def read(
@@ -78,8 +108,9 @@ def read(
     examples: list[TaskExample] = []
     problem_only: list[tuple[str, RawRow, Problem]] = []
     seen_languages: set[str] = set()
+    solved: dict[str, set[str]] = {"train": set(), "validation": set()}  # split -> src_uids
     for split, row, problem, solution, error in iter_xcodeeval(
-        root, request.splits, options.problems_split, diagnostics
+        root, _read_splits(request, options), options.problems_split, diagnostics
     ):
         if error is not None:
             diagnostics.malformed(error, row.where)
@@ -92,6 +123,8 @@ def read(
             problem_only.append((split, row, problem))
             continue
         seen_languages.add(solution.language)
+        if split in solved:
+            solved[split].add(problem.src_uid)  # every language: the carve-out is shared
         if not request.wants(solution.language):
             continue
         wanted = options.exec_outcome
@@ -103,6 +136,16 @@ def read(
             _example(uid, split, row, problem, solution.language, solution.code, options)
         )
 
+    carved: set[str] = set()
+    if solved["train"] and not solved["validation"]:
+        carved = carved_problems(solved["train"], options.validation_fraction, options.split_seed)
+    if carved:
+        examples = [_carve(e, carved) for e in examples]
+        replaced = sum(1 for entry in problem_only if entry[0] == "validation")
+        problem_only = [entry for entry in problem_only if entry[0] != "validation"]
+        if replaced:  # a carved validation split has targets; problem-only rows are not mixed in
+            reason = "validation problem without solutions (carved out of train)"
+            diagnostics.filtered(reason, replaced)
     if problem_only:
         languages = sorted(request.languages) if request.languages else sorted(seen_languages)
         if not languages:
@@ -114,9 +157,17 @@ def read(
             for language in languages:
                 uid = f"{problem.src_uid}:{language}"
                 examples.append(_example(uid, split, row, problem, language, "", options))
+    method = "dataset, validation carved out of train by problem" if carved else "dataset"
     for language in {e.language for e in examples}:
-        stats.split_method[language] = "dataset"
+        stats.split_method[language] = method
     return examples
+
+
+def _carve(example: TaskExample, carved: set[str]) -> TaskExample:
+    """A train solution of a carved problem moves to validation."""
+    if example.split != "train" or example.meta["src_uid"] not in carved:
+        return example
+    return replace(example, meta={**example.meta, "split": "validation"})
 
 
 def _example(

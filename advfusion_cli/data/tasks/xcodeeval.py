@@ -9,7 +9,9 @@ only, as evaluation rows are.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,14 @@ from typing import Any
 
 from advfusion_cli.data.languages import normalize_language
 from advfusion_cli.data.records import Diagnostics, RecordError, optional_str, require_str
-from advfusion_cli.data.sources import RawRow, data_files, files_in, iter_rows, read_json_object
+from advfusion_cli.data.sources import (
+    ROW_SUFFIXES,
+    RawRow,
+    data_files,
+    files_in,
+    iter_rows,
+    read_json_object,
+)
 from advfusion_cli.data.splits import SPLITS, split_of_name
 
 _SPLIT_FOLDERS = {
@@ -192,3 +201,76 @@ def _raw_problems(root: Path, diagnostics: Diagnostics) -> dict[str, tuple[RawRo
             continue
         problems[problem.src_uid] = (row, problem)
     return problems
+
+
+# ---- hub files -------------------------------------------------------------------------
+
+METADATA_FILES = ("problem_descriptions.jsonl", "unittest_db.json")
+TASK_FOLDER = "program_synthesis"
+
+
+def _split_of_folder(name: str) -> str | None:
+    return next((s for s, names in _SPLIT_FOLDERS.items() if name.lower() in names), None)
+
+
+def file_language(path: str) -> str | None:
+    """The one language a row file holds by its name (a `<split>/<Language>/` folder or a
+    `train_<Language>_000.jsonl` stem), or None for a mixed-language shard."""
+    parts = path.split("/")
+    stem = parts[-1].rsplit(".", 1)[0]
+    for token in [*parts[2:-1], *re.split(r"[_\-]", stem)]:
+        language = normalize_language(token) if not token.isdigit() else None
+        if language is not None:
+            return language
+    return None
+
+
+def select_hub_files(
+    listing: list[str], splits: tuple[str, ...], languages: frozenset[str] | None
+) -> list[str]:
+    """The files of a hub listing that a load of `splits` x `languages` reads.
+
+    The problem descriptions and unit tests, and the `program_synthesis/<split>/` row files
+    of `splits`; a file named after one language is taken only if that language is wanted.
+    Mixed-language shards (the official train layout, `train_000.jsonl` ...
+    `train_110.jsonl`) cannot be told apart by name and are all taken.
+    """
+    wanted = set(splits)
+    chosen = [f for f in listing if f in METADATA_FILES]
+    for path in listing:
+        parts = path.split("/")
+        if len(parts) < 3 or parts[0] != TASK_FOLDER or _split_of_folder(parts[1]) not in wanted:
+            continue
+        if not parts[-1].endswith(ROW_SUFFIXES):
+            continue
+        language = file_language(path)
+        if language is not None and languages is not None and language not in languages:
+            continue
+        chosen.append(path)
+    return sorted(chosen)
+
+
+# ---- validation carved out of train ------------------------------------------------------
+
+
+def carved_problems(src_uids: set[str], fraction: float, seed: int) -> set[str]:
+    """The problems whose solutions form the validation split (grouped: all or none of a
+    problem's solutions), chosen by a seeded hash of `src_uid` alone.
+
+    A hash, not a shuffle of the problems read: loading one language or several gives every
+    language the same held-out problems, so no problem validated in one language is trained
+    on in another. If the hash picks none of a small set, the lowest-hash problem is taken.
+    """
+    if fraction <= 0 or len(src_uids) < 2:
+        return set()
+
+    def position(uid: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{uid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+
+    carved = {uid for uid in src_uids if position(uid) < fraction}
+    if not carved:
+        carved = {min(src_uids, key=position)}
+    if len(carved) == len(src_uids):
+        carved.discard(max(carved, key=position))  # train keeps at least one problem
+    return carved

@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 
-from advfusion_cli.evaluation.cgroups import RunCgroup, cgroup_v1_bases
+from advfusion_cli.sandbox.cgroups import RunCgroup, cgroup_v1_bases
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32

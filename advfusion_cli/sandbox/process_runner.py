@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from advfusion_cli.evaluation.isolation import ChildSetup, RunCgroup
+from advfusion_cli.sandbox.isolation import ChildSetup, RunCgroup
 
 _READ_CHUNK = 1 << 16
 _DRAIN_GRACE_SECONDS = 0.5  # after exit, how long to wait for pipes held by stray children

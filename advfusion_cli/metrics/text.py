@@ -17,8 +17,8 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import bleu
-from advfusion_cli.evaluation.bootstrap import CorpusStatistic, ItemScores
+from advfusion_cli.metrics import bleu
+from advfusion_cli.metrics.bootstrap import CorpusStatistic, ItemScores
 
 BLEU_CORPUS = "bleu4_smooth_13a_corpus"
 BLEU_SENTENCE_MEAN = "bleu4_smooth_13a_sentence_mean"

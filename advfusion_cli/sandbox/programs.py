@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluation import isolation
-from advfusion_cli.evaluation.cgroups import RunCgroup
-from advfusion_cli.evaluation.languages_exec import (
+from advfusion_cli.sandbox import isolation
+from advfusion_cli.sandbox.cgroups import RunCgroup
+from advfusion_cli.sandbox.process_runner import Outcome, run_isolated
+from advfusion_cli.sandbox.toolchains import (
     LANGUAGE_TABLE,
     LANGUAGES,
     LanguageSpec,
@@ -35,7 +36,6 @@ from advfusion_cli.evaluation.languages_exec import (
     java_main_class,
     render,
 )
-from advfusion_cli.evaluation.process_runner import Outcome, run_isolated
 
 Status = Literal[
     "ok", "runtime_error", "timeout", "memory_limit", "output_limit", "compile_error", "unsupported"

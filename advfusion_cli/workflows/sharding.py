@@ -1,0 +1,296 @@
+"""Where the trainable state lives across processes: whole on every process (one process, DDP),
+or split between them (FSDP2, torch's `fully_shard`) for the fusion layers.
+
+Under FSDP each fusion layer (W_Q, b_Q, W_K, b_K, W_V) is one sharding unit: its parameters,
+their gradients and the AdamW moments are DTensors split along dim 0, so each of N processes
+holds about 1/N of them. The frozen base (4-bit or not) and the frozen adapter stacks are left
+exactly as loaded, whole on every process: the root module is wrapped with every one of its
+own parameters ignored, only so that it drives the fusion layers' all-gathers and
+reduce-scatters. Gradients are averaged over processes by the reduce-scatter, as DDP does.
+
+Checkpoints stay in the single-process format: the trainer gathers the full tensors (a
+collective every process joins) and the main process writes them; a restore reads the full
+tensors on every process and keeps its own slice. So a checkpoint or an exported fusion does
+not depend on how many processes wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from advfusion_cli.errors import UserError
+
+NONE, DDP, FSDP = "none", "ddp", "fsdp"
+LAUNCHER_FSDP_ENV = "ACCELERATE_USE_FSDP"  # set by `accelerate launch` for an FSDP config
+
+
+def launcher_wants_fsdp(env: dict[str, str] | None = None) -> bool:
+    """True when `accelerate launch` was configured for FSDP (`distributed_type: FSDP`)."""
+    env = os.environ if env is None else env
+    return env.get(LAUNCHER_FSDP_ENV, "false").strip().lower() in ("1", "true", "yes")
+
+
+def resolve_distributed(
+    requested: str, num_processes: int, env: dict[str, str] | None = None
+) -> str:
+    """`training.distributed` for this launch: none (one process), ddp or fsdp.
+
+    Checked before anything loads, so a misconfigured launch fails at once instead of
+    waiting for peers that will never start.
+    """
+    if requested == FSDP and num_processes < 2:
+        raise UserError(
+            "training.distributed=fsdp needs at least 2 processes, but this is 1: start it with "
+            "`accelerate launch --num_processes N` (N >= 2), or set training.distributed=auto."
+        )
+    if num_processes < 2:
+        return NONE
+    if requested == DDP:
+        return DDP
+    if requested == FSDP or launcher_wants_fsdp(env):
+        return FSDP
+    return DDP
+
+
+@contextlib.contextmanager
+def without_launcher_fsdp() -> Iterator[None]:
+    """Hide the launcher's FSDP switch while the Accelerator is built: advfusion shards the
+    fusion itself, and accelerate's own FSDP would also shard the frozen base."""
+    saved = os.environ.pop(LAUNCHER_FSDP_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[LAUNCHER_FSDP_ENV] = saved
+
+
+def is_sharded(tensor: Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def full_tensor(tensor: Tensor, keep: bool = True) -> Tensor | None:
+    """The whole tensor on CPU; a collective for a sharded one (every process must call it).
+    keep=False: take part in the gather but drop the result (processes that do not write)."""
+    if is_sharded(tensor):
+        tensor = tensor.full_tensor()  # (whole shape), on the device, one tensor at a time
+    return tensor.detach().to("cpu") if keep else None
+
+
+def copy_full_into(param: Tensor, full: Tensor) -> None:
+    """Copy a whole saved tensor into a live parameter (only this process's slice if sharded)."""
+    with torch.no_grad():
+        if is_sharded(param):
+            from torch.distributed.tensor import distribute_tensor
+
+            # src_data_rank=None: every process already read the full tensor; slice locally.
+            mine = distribute_tensor(
+                full.to(param.device, param.dtype),
+                param.device_mesh,
+                param.placements,
+                src_data_rank=None,
+            )
+            param.to_local().copy_(mine.to_local())
+        else:
+            param.copy_(full.to(param.device, param.dtype))
+
+
+class _GatheredOptimizer:
+    """Stands in for an optimizer whose state was gathered: `state_dict()` is all a
+    checkpoint writer asks of it."""
+
+    def __init__(self, state: dict):
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+class Replicated:
+    """One process, or DDP: every process holds the whole state; nothing to gather."""
+
+    def __init__(self, kind: str = DDP):
+        self.kind = kind
+
+    def prepare(self, accelerator, model: nn.Module) -> nn.Module:
+        return accelerator.prepare(model)
+
+    def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
+        return named
+
+    def full_optimizer(self, optimizer):
+        return optimizer
+
+    def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
+        return state
+
+    def unsharded(self, model: nn.Module):
+        return contextlib.nullcontext()
+
+
+class FusionSharded(Replicated):
+    """FSDP2 over the fusion layers: one `fully_shard` unit per fusion layer, base ignored."""
+
+    def __init__(self, units: list[nn.Module]):
+        super().__init__(FSDP)
+        if not units:
+            raise UserError(
+                "training.distributed=fsdp shards fusion layers; this model has none "
+                "(adapter and LoRA stages run as DDP)."
+            )
+        self.units = units
+        self.is_main = True
+
+    def prepare(self, accelerator, model: nn.Module) -> nn.Module:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+        # The host reads alpha, a view, and never writes into it in place: FSDP's warning
+        # about in-place writes on returned views does not apply.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPFusionLayer\)")
+        self.is_main = accelerator.is_main_process  # only it keeps gathered copies
+        device = accelerator.device
+        mesh = init_device_mesh(device.type, (accelerator.num_processes,))
+        for unit in self.units:
+            fully_shard(unit, mesh=mesh, reshard_after_forward=True)
+            # The host calls forward_from_stack, not forward: all-gather around it too.
+            register_fsdp_forward_method(unit, "forward_from_stack")
+        in_units = {id(p) for unit in self.units for p in unit.parameters()}
+        frozen = {p for p in model.parameters() if id(p) not in in_units}
+        # The root owns no sharded state; it schedules the units' collectives and lets
+        # them reshard after forward (a root unit would keep its parameters gathered).
+        fully_shard(model, mesh=mesh, ignored_params=frozen)
+        return model
+
+    def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
+        """Whole weights on the main process ({} elsewhere); every process must call it."""
+        gathered = {name: full_tensor(p, self.is_main) for name, p in named.items()}
+        return gathered if self.is_main else {}
+
+    def full_optimizer(self, optimizer) -> _GatheredOptimizer:
+        """Whole moments on the main process (nothing elsewhere); every process must call it."""
+        state = optimizer.state_dict()
+        gathered = {
+            index: {
+                key: full_tensor(value, self.is_main) if isinstance(value, Tensor) else value
+                for key, value in per_param.items()
+            }
+            for index, per_param in state["state"].items()
+        }
+        return _GatheredOptimizer({**state, "state": gathered} if self.is_main else {})
+
+    def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
+        """Turn saved whole moments into this process's slices, matched by parameter order."""
+        order = [i for group in state["param_groups"] for i in group["params"]]
+        by_index = dict(zip(order, params, strict=True))
+        local = {}
+        for index, per_param in state["state"].items():
+            param = by_index[index]
+            local[index] = {
+                key: _slice_like(param, value) if _is_moment(value, param) else value
+                for key, value in per_param.items()
+            }
+        return {**state, "state": local}
+
+    @contextlib.contextmanager
+    def unsharded(self, model: nn.Module) -> Iterator[None]:
+        """Gather every unit once and keep it whole inside the block: evaluation runs a
+        different number of batches on each process, so its forwards must not communicate."""
+        for unit in self.units:
+            unit.set_reshard_after_forward(False)
+            unit.unshard()
+        try:
+            yield
+        finally:
+            for unit in self.units:
+                unit.reshard()
+                unit.set_reshard_after_forward(True)
+
+
+def _is_moment(value, param: Tensor) -> bool:
+    return isinstance(value, Tensor) and tuple(value.shape) == tuple(param.shape)
+
+
+def _slice_like(param: Tensor, full: Tensor) -> Tensor:
+    from torch.distributed.tensor import distribute_tensor
+
+    if is_sharded(full):
+        return full
+    return distribute_tensor(
+        full.to(param.device), param.device_mesh, param.placements, src_data_rank=None
+    )
+
+
+def fusion_units(model: nn.Module) -> list[nn.Module]:
+    """The fusion layers of an attached host, in module order."""
+    from advfusion_cli.engine.modules.fusion import FusionLayer
+
+    return [m for m in model.modules() if isinstance(m, FusionLayer)]
+
+
+def for_run(kind: str, model: nn.Module) -> Replicated:
+    """The strategy for one run: FSDP for a model with fusion layers, else replicated."""
+    if kind == FSDP:
+        units = fusion_units(model)
+        if units:
+            return FusionSharded(units)
+        return Replicated(DDP)  # adapter / LoRA stages: small, run as DDP (documented)
+    return Replicated(kind)
+
+
+def prepare_training(requested: str, accelerator, trainable) -> tuple[Replicated, nn.Module]:
+    """Prepare a run's model for this launch: (layout, the model to call).
+
+    Under FSDP the `Trainable` is updated in place: its `params` become the sharded
+    parameters (fully_shard replaces the objects) and its `extra_loss` the sharded W_V
+    regularizer, so everything after this sees the tensors that train.
+    """
+    kind = resolve_distributed(requested, accelerator.num_processes)
+    layout = for_run(kind, trainable.model)
+    prepared = layout.prepare(accelerator, trainable.model)
+    if isinstance(layout, FusionSharded):
+        current = dict(trainable.model.named_parameters())
+        trainable.params = {name: current[name] for name in trainable.params}
+        weight = trainable.host.fusion_state.config.regularization_weight
+        trainable.extra_loss = lambda: sharded_regularization(layout.units, weight)
+    return layout, prepared
+
+
+def sharded_regularization(units: list[nn.Module], weight: float) -> Tensor:
+    """weight * sum ||I - W_V||_F^2 over the units, from each process's rows of W_V.
+
+    The value is the whole sum on every process (one all-reduce); the gradient reaching each
+    process's slice is that slice's own 2 weight (W_V - I) rows, exactly what DDP would hold
+    after averaging identical per-process terms.
+    """
+    import torch.distributed as dist
+
+    parts = []
+    for unit in units:
+        weight_v = unit.value.weight  # DTensor (h, h) sharded on rows
+        local = weight_v.to_local().float()  # (rows_r, h)
+        start = _row_offset(weight_v)
+        identity = torch.zeros_like(local)
+        rows = torch.arange(local.shape[0], device=local.device)
+        identity[rows, rows + start] = 1.0
+        parts.append((identity - local).pow(2).sum())
+    mine = weight * torch.stack(parts).sum()
+    total = mine.detach().clone()
+    dist.all_reduce(total)
+    return mine + (total - mine.detach())  # value: the whole sum; gradient: this slice's
+
+
+def _row_offset(tensor: Tensor) -> int:
+    """First global row of this process's dim-0 shard (torch.chunk layout, as FSDP2 uses)."""
+    rows = tensor.shape[0]
+    world = tensor.device_mesh.size()
+    rank = tensor.device_mesh.get_local_rank()
+    per = -(-rows // world)  # ceil
+    return min(rank * per, rows)

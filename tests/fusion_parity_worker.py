@@ -1,0 +1,132 @@
+"""Run under `torchrun --nproc_per_node 2` by tests/test_sharding_processes.py (not a test).
+
+parity OUT ADAPTERS [CLI_ARGS_JSON]: AdapterFusion and AdvFusion, each under FSDP then DDP,
+    and AdapterFusion under FSDP with gradient checkpointing; writes the gathered weights,
+    each process's shard element counts, the FSDP export and logits. Then, given
+    CLI_ARGS_JSON, runs `advfusion ARGS` in this launch (both processes), as
+    `accelerate launch -m advfusion_cli ARGS` would.
+kill OUT ADAPTERS: FSDP AdapterFusion into OUT/run; process 1 kills itself (SIGKILL) right
+    after optimizer step 3 (the step-2 checkpoint is on disk).
+resume OUT ADAPTERS: the same run again, resuming; writes its final weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fusion_parity as fp  # noqa: E402
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from advfusion_cli.workflows import sharding, trainer  # noqa: E402
+
+
+def train_fsdp(accelerator, name, adapters, run, checkpointing=False):
+    trainable = fp.fused_model(name, adapters, checkpointing)
+    layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
+    params = trainable.params  # now the sharded parameters
+    loop = fp.trainer(accelerator, prepared, trainable, run, layout)
+    results = fp.schedule(name)(loop, trainable, fp.phases(name, accelerator.num_processes))
+    return trainable, layout, prepared, params, results[-1].optimizer_state
+
+
+def gathered(params) -> dict[str, torch.Tensor]:
+    return {name: sharding.full_tensor(p).contiguous() for name, p in params.items()}
+
+
+def shard_counts(params, optimizer_state) -> dict:
+    local = sum(p.to_local().numel() for p in params.values())
+    total = sum(p.numel() for p in params.values())
+    moments = sum(
+        value.to_local().numel()
+        for per_param in optimizer_state.values()  # the live optimizer.state, keyed by parameter
+        for key, value in per_param.items()
+        if key in ("exp_avg", "exp_avg_sq")
+    )
+    return {
+        "local_params": local,
+        "total_params": total,
+        "local_moments": moments,
+    }
+
+
+def parity(accelerator, out: Path, adapters) -> None:
+    rank = accelerator.process_index
+    counts = {}
+    for name in ("adapterfusion", "advfusion"):
+        torch.manual_seed(0)
+        trainable, layout, prepared, params, state = train_fsdp(
+            accelerator, name, adapters, out / f"fsdp-{name}"
+        )
+        counts[name] = shard_counts(params, state)
+        weights = gathered(params)
+        if rank == 0:
+            save_file(weights, str(out / f"fsdp-{name}.safetensors"))
+        with layout.unsharded(prepared), torch.no_grad():
+            prepared.eval()
+            logits = prepared(**fp.probe_batch()).logits
+            if rank == 0:
+                torch.save(logits, out / f"logits-{name}.pt")
+                trainable.export(out / f"export-{name}")
+        accelerator.wait_for_everyone()
+
+        torch.manual_seed(0)
+        trainable = fp.fused_model(name, adapters)
+        prepared = accelerator.prepare(trainable.model)  # DDP
+        loop = fp.trainer(accelerator, prepared, trainable, out / f"ddp-{name}")
+        fp.schedule(name)(loop, trainable, fp.phases(name, accelerator.num_processes))
+        if rank == 0:
+            save_file(fp.fusion_weights(trainable), str(out / f"ddp-{name}.safetensors"))
+        accelerator.wait_for_everyone()
+    (out / f"counts-rank{rank}.json").write_text(json.dumps(counts))
+
+    torch.manual_seed(0)
+    *_, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "ckpt", True)
+    weights = gathered(params)
+    if rank == 0:
+        save_file(weights, str(out / "fsdp-adapterfusion-checkpointing.safetensors"))
+
+
+def run_cli(args_file: Path, out: Path, rank: int) -> None:
+    from advfusion_cli.cli.app import main
+
+    try:
+        main(json.loads(args_file.read_text()))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    (out / f"cli-exit-rank{rank}.json").write_text(json.dumps(code))
+
+
+def main() -> None:
+    mode, out, adapter_root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    adapters = {language: adapter_root / language for language in fp.LANGUAGES}
+    accelerator = Accelerator(cpu=True)
+    if mode == "parity":
+        parity(accelerator, out, adapters)
+        if len(sys.argv) > 4:
+            run_cli(Path(sys.argv[4]), out, accelerator.process_index)
+        return
+    if mode == "kill":
+
+        def die(phase: str, step: int) -> None:
+            if step == 3 and accelerator.process_index == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.AFTER_STEP_HOOKS.append(die)
+    torch.manual_seed(0)
+    _, _, _, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "run")
+    weights = gathered(params)
+    if accelerator.process_index == 0:
+        save_file(weights, str(out / "resumed.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
