@@ -4,12 +4,12 @@ larger than `min_delta`, keeps its best weights, and says why in summary.json an
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
+from test_workflow_cli import common, run_dirs
+from test_workflow_cli import world as world  # the module fixture, reused
 from test_workflow_units import _collate, _loss, _Tiny
 
 from advfusion_cli.workflows import checkpoint as ckpt
@@ -104,18 +104,6 @@ def test_stops_at_the_evaluation_where_patience_runs_out_with_the_best_weights(
 def test_without_patience_the_phase_runs_its_whole_budget(tmp_path):
     result, snapshots, _, _ = _train_on_scripted_eval(tmp_path, [1.0, 2.0, 3.0, 4.0, 5.0], None, 0)
     assert result.steps == 9 and max(snapshots) == 9 and result.stop_reason is None
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model_dir):
-    root = tmp_path_factory.mktemp("stop")
-    model = root / "model"
-    shutil.copytree(tiny_model_dir("llama"), model)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
-    make_tokenizer(model)
-    write_commits(root / "commits")
-    return model, root / "commits"
 
 
 def test_adv_fuse_stops_each_phase_early_and_records_why(cli, world, tmp_path):

@@ -10,7 +10,8 @@ import signal
 
 import pytest
 from conftest import one_line_error
-from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
+from test_workflow_cli import common, run_dirs
+from test_workflow_cli import world as world  # the module fixture, reused
 
 from advfusion_cli.workflows import tracking, trainer
 
@@ -22,19 +23,6 @@ STEP_KEYS = {
     "epoch": "train/epoch",
     "regularizer": "train/fusion_regularizer",
 }
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model_dir):
-    """(model folder with tokenizer, data folder), as in test_workflow_cli."""
-    root = tmp_path_factory.mktemp("track")
-    model = root / "model"
-    shutil.copytree(tiny_model_dir("llama"), model)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
-    make_tokenizer(model)
-    write_commits(root / "commits")
-    return model, root / "commits"
 
 
 def scalars(event_dir) -> dict[str, list[tuple[int, float]]]:
