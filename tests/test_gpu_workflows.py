@@ -17,17 +17,15 @@ weights came out bit for bit.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
+from test_workflow_cli import common, ctrl_c_after, make_tokenizer, run_dirs, write_commits
 
 from advfusion_cli.spec.loading import parse_spec
-from advfusion_cli.workflows import execute, trainer
+from advfusion_cli.workflows import execute
 
 pytestmark = pytest.mark.gpu
 
@@ -173,21 +171,6 @@ def test_adv_fuse_on_a_4bit_cuda_base(cli, world, tmp_path, record_property):
     assert torch.equal(probe_logits(reload(run, tmp_path / "adapters")), seen["logits"])
 
 
-def interrupted(cli, args, stop_at) -> None:
-    """Run `args`, Ctrl-C after step `stop_at` = (phase, step): exit 130, checkpoint written."""
-
-    def interrupt(phase, step):
-        if (phase, step) == stop_at:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: finish the step, save
-
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
-        stopped = cli(*args)
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
-    assert stopped.exit_code == 130, stopped.stderr[-3000:]
-
-
 def adam_steps(state_file) -> set[float]:
     state = torch.load(state_file, weights_only=True)["optimizer"]["state"]
     return {float(s["step"]) for s in state.values()}
@@ -205,7 +188,7 @@ def test_adv_fuse_with_paged_adamw_resumes_from_the_phase_boundary_and_a_checkpo
     cut = tmp_path / "cut"
     shutil.copytree(reference / "adapters", cut / "adapters")  # the same adapters, run ids
 
-    interrupted(cli, args(cut), ("phase2-restored", 1))
+    ctrl_c_after(cli, args(cut), ("phase2-restored", 1))
     run = run_dirs(cut)["advfusion-ruby"]
     checkpoints = run / "checkpoints"
     assert adam_steps(checkpoints / "phase1-masked" / "end" / "state.pt") == {3.0}
@@ -213,7 +196,7 @@ def test_adv_fuse_with_paged_adamw_resumes_from_the_phase_boundary_and_a_checkpo
     # as if the process had died right after phase 1 ended: phase 2 must start over from
     # the boundary state (phase 1's weights, paged AdamW moments, RNG, data position)
     shutil.rmtree(checkpoints / "phase2-restored")
-    interrupted(cli, args(cut), ("phase2-restored", 2))
+    ctrl_c_after(cli, args(cut), ("phase2-restored", 2))
     assert adam_steps(checkpoints / "phase2-restored" / "step-000002" / "state.pt") == {5.0}
     resumed = cli(*args(cut))  # from the checkpoint inside phase 2
     assert resumed.exit_code == 0 and "resumed" in resumed.stdout, resumed.stderr[-3000:]

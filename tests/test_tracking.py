@@ -10,7 +10,7 @@ import signal
 
 import pytest
 from conftest import one_line_error
-from test_workflow_cli import common, run_dirs
+from test_workflow_cli import common, ctrl_c_after, run_dirs
 from test_workflow_cli import world as world  # the module fixture, reused
 
 from advfusion_cli.workflows import tracking, trainer
@@ -101,16 +101,7 @@ def test_adv_fuse_reports_both_phases_and_resumes_without_duplicated_steps(cli, 
     ]
     args += ["--set", "training.save_every_steps=1"]
 
-    def interrupt(phase, step):
-        if (phase, step) == ("phase2-restored", 2):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
-        stopped = cli(*args)
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
-    assert stopped.exit_code == 130, stopped.stderr
+    ctrl_c_after(cli, args, ("phase2-restored", 2))
     fusion = run_dirs(tmp_path)["advfusion-ruby"]
     # pretend the crashed session got further than its checkpoint (as a SIGKILL leaves it)
     shutil.rmtree(fusion / "checkpoints" / "phase2-restored" / "step-000002")

@@ -7,14 +7,18 @@ resume, and AdvFusion over Compacter adapters."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_workflow_cli import _slot_contributions, common, run_dirs, world  # noqa: F401
+from test_workflow_cli import (  # noqa: F401
+    _slot_contributions,
+    common,
+    ctrl_c_after,
+    run_dirs,
+    world,
+)
 
 from advfusion_cli.engine.attention_record import FusionAttentionRecord
 from advfusion_cli.engine.host_io import adapter_tensors
@@ -108,16 +112,7 @@ def test_temperature_counter_survives_ctrl_c_and_resume(cli, world, tmp_path):  
     cut = tmp_path / "cut"
     shutil.copytree(reference / "adapters", cut / "adapters")  # same adapters, same run ids
 
-    def interrupt(phase, step):
-        if (phase, step) == ("phase1-masked", 2):
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: finish the step, checkpoint
-
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
-        stopped = cli(*args(cut))
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
-    assert stopped.exit_code == 130, stopped.stderr
+    ctrl_c_after(cli, args(cut), ("phase1-masked", 2))
     assert cli(*args(cut)).exit_code == 0
 
     expected_run = run_dirs(reference)["advfusion-ruby"]

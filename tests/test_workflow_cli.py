@@ -67,6 +67,24 @@ def write_commits(root, per_language: int = 20) -> None:
                 handle.write(json.dumps(row) + "\n")
 
 
+def ctrl_c_after(cli, args, stop_at):
+    """Run the CLI with `args` and press Ctrl-C (a real SIGINT) after step `stop_at`: a
+    (phase, step) pair, or a step number in any phase. The run finishes that step, saves a
+    checkpoint and exits 130; returns its result."""
+
+    def interrupt(phase, step):
+        if stop_at in ((phase, step), step):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.AFTER_STEP_HOOKS.append(interrupt)
+    try:
+        stopped = cli(*args)
+    finally:
+        trainer.AFTER_STEP_HOOKS.remove(interrupt)
+    assert stopped.exit_code == 130, stopped.stderr[-3000:]
+    return stopped
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir):
     """(model folder with tokenizer, data folder)."""
@@ -313,16 +331,7 @@ def test_adv_fuse_resumes_after_ctrl_c_to_the_same_weights(cli, world, tmp_path,
     cut = tmp_path / "cut"
     shutil.copytree(reference / "adapters", cut / "adapters")  # same adapters, same run ids
 
-    def interrupt(phase, step):
-        if (phase, step) == stop_at:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: finish the step, checkpoint
-
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
-        stopped = cli(*args(cut))
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
-    assert stopped.exit_code == 130, stopped.stderr
+    stopped = ctrl_c_after(cli, args(cut), stop_at)
     assert "Run the same command again to resume" in stopped.stderr
     run = run_dirs(cut)["advfusion-ruby"]
     assert run.name == run_dirs(reference)["advfusion-ruby"].name

@@ -12,7 +12,7 @@ import json
 import weakref
 
 import pytest
-from test_workflow_cli import common
+from test_workflow_cli import common, ctrl_c_after
 from test_workflow_cli import world as world  # the module fixture, reused
 
 
@@ -99,8 +99,6 @@ def stray_moment_copies(trainable: dict) -> int:
 def test_adv_fuse_phase_two_holds_one_copy_of_optimizer_state(cli, world, tmp_path, case):
     """Phase 2 trains with one optimizer state: phase 1's is handed over (carry) or freed
     (reset), also when phase 2 resumes from its own checkpoint."""
-    import os
-    import signal
 
     from advfusion_cli.workflows import execute, trainer
 
@@ -117,19 +115,11 @@ def test_adv_fuse_phase_two_holds_one_copy_of_optimizer_state(cli, world, tmp_pa
         if phase == "phase2-restored" and step == 2 and fusion:  # one scan: it is slow
             strays.append(stray_moment_copies(fusion["params"]))
 
-    def interrupt(phase, step):
-        if (phase, step) == ("phase2-restored", 1):
-            os.kill(os.getpid(), signal.SIGINT)
-
     execute.AFTER_SETUP_HOOKS.append(after_setup)
     trainer.AFTER_STEP_HOOKS.append(after_step)
     try:
         if case == "carry-resumed":
-            trainer.AFTER_STEP_HOOKS.append(interrupt)
-            try:
-                assert cli(*args).exit_code == 130
-            finally:
-                trainer.AFTER_STEP_HOOKS.remove(interrupt)
+            ctrl_c_after(cli, args, ("phase2-restored", 1))
             strays.clear()  # measure the resumed session
         result = cli(*args)
     finally:
@@ -273,22 +263,9 @@ def test_a_changed_spec_under_an_old_run_name_is_refused_unless_forced(cli, worl
 def test_resume_with_another_process_count_is_refused(cli, world, tmp_path, monkeypatch):
     from conftest import one_line_error
 
-    from advfusion_cli.workflows import trainer
-
     args = common(world, tmp_path, 4, "train-adapters", "--langs", "ruby")
 
-    def interrupt(phase, step):
-        if step == 2:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGINT)
-
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
-        assert cli(*args).exit_code == 130
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
+    ctrl_c_after(cli, args, 2)
     (run,) = (tmp_path / "runs").iterdir()
     env = json.loads((run / "env.json").read_text())
     assert env["num_processes"] == 1
