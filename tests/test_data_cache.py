@@ -70,13 +70,13 @@ def spec_for(source: Path, **changes) -> DataSpec:
 def builds(monkeypatch):
     """A list that gets one entry per features build (a tokenizing pass)."""
     calls: list[int] = []
-    real = prepared_module.build_features
+    real = prepared_module.encode_example_file
 
-    def counting(folder, examples, *args, **kwargs):
-        calls.append(len(examples))
-        return real(folder, examples, *args, **kwargs)
+    def counting(folder, examples_file, rows, *args, **kwargs):
+        calls.append(len(rows))
+        return real(folder, examples_file, rows, *args, **kwargs)
 
-    monkeypatch.setattr(prepared_module, "build_features", counting)
+    monkeypatch.setattr(prepared_module, "encode_example_file", counting)
     task_data._load.cache_clear()
     return calls
 
@@ -100,10 +100,12 @@ def test_second_run_reads_the_cache_and_tokenizes_nothing(tmp_path, commits, tok
     cache = PreparedCache(tmp_path / "cache")
     data = spec_for(commits)
     first = StageEncoder(data, tokenizer, cache).stage(["ruby"], ["ruby"])
-    assert len(builds) == 2  # train and validation
+    n_validation = len(task_data.load_examples(data, "ruby", "validation"))
+    # one tokenizing pass for both splits of the language
+    assert builds == [len(task_data.load_examples(data, "ruby", "train")) + n_validation]
     task_data._load.cache_clear()
     second = StageEncoder(data, tokenizer, cache).stage(["ruby"], ["ruby"])
-    assert len(builds) == 2
+    assert len(builds) == 1
     assert not isinstance(second.train, list)  # read from Arrow, not a list of every example
     assert list(second.train) == list(first.train) == uncached(tokenizer, data, "train")
     assert list(second.eval) == uncached(tokenizer, data, "validation")
@@ -436,3 +438,50 @@ def test_dry_run_says_what_each_evaluation_reads_and_the_key_that_caps_it(cli, t
         "Each evaluation reads ruby 1, java 1 validation records (capped at 1 per language "
         "by data.max_eval_records)." in result.stdout
     )
+
+
+# ---- the examples entry: streamed, never a list of every record -------------------------------
+
+
+def _entry_rows(data: DataSpec, language: str, cache: PreparedCache) -> dict[str, list]:
+    from datasets import Dataset
+
+    rows_file, indices = task_data.examples_entry(data, language, cache)
+    table = Dataset.from_file(str(rows_file))
+    return {
+        split: [(table[i]["id"], table[i]["prompt"], table[i]["target"]) for i in rows]
+        for split, rows in indices.items()
+    }
+
+
+def _listed(data: DataSpec, language: str) -> dict[str, list]:
+    return {
+        split: [(e.id, e.prompt, e.target) for e in load_examples(data, language, split)]
+        for split in task_data.SPLITS
+    }
+
+
+@pytest.mark.parametrize("caps", [{}, {"max_train_records": 7, "max_eval_records": 2}])
+def test_commit_examples_are_streamed_into_the_entry_in_the_loaders_order(
+    tmp_path, commits, monkeypatch, caps
+):
+    data = spec_for(commits, **caps)
+    cache = PreparedCache(tmp_path / "cache")
+
+    def no_list(*args, **kwargs):
+        raise AssertionError("the records were loaded as a list")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(task_data, "load_examples", no_list)
+        task_data.examples_entry(data, "ruby", cache)  # built by streaming
+    task_data._load.cache_clear()
+    assert _entry_rows(data, "ruby", cache) == _listed(data, "ruby")
+    if caps:
+        assert len(_listed(data, "ruby")["train"]) == 7
+
+
+def test_tasks_without_a_stream_reader_write_their_loaded_examples(tmp_path, tokenizer):
+    source = str(FIXTURES / "codetransocean")
+    data = DataSpec(task="code-translation", source=source, languages=["go"])
+    cache = PreparedCache(tmp_path / "cache")
+    assert _entry_rows(data, "go", cache) == _listed(data, "go")

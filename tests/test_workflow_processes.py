@@ -107,9 +107,9 @@ def test_two_cpu_processes_under_accelerate_launch(world, tmp_path):
     # 8 training records, batch 2 per process x 2 processes: half an epoch per step
     assert [m["epoch"] for m in steps] == [0.5, 1.0, 1.5, 2.0]
     assert (run / "final" / "adapter.safetensors").is_file()
-    # the main process prepared the data once; the other read it: one entry per split, whole
+    # the main process prepared the data once; the other read it: one entry, whole
     cache = tmp_path / "data-cache"
-    assert len(list(cache.glob("features-*/manifest.json"))) == 2  # train, validation
+    assert len(list(cache.glob("features-*/manifest.json"))) == 1  # train and validation
     assert not list(cache.glob(".building-*"))
     # the first progress line of the phase says what each evaluation reads
     assert "ruby task-adapter (eval: 2 records): 4 steps" in done.stderr

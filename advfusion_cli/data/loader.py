@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,27 @@ def load_task(
     if not kept:
         raise UserError(_empty_message(spec.name, source, request, stats))
     return TaskData(examples=kept, stats=stats)
+
+
+def stream_task(
+    task: str,
+    source: str,
+    language: str,
+    write: Callable[[list[dict]], None],
+    *,
+    revision: str | None = None,
+    **options: Any,
+) -> list[str] | None:
+    """Every example of one language that `load_task(..., split="all")` would give, handed to
+    `write` in batches (see TaskSpec.stream) instead of returned; the split of each one.
+    None, with nothing written, when the task has no streaming reader."""
+    spec, request, opts, resolved = _resolve(
+        task, source, [language], SPLITS, False, options, revision
+    )
+    if spec.stream is None:
+        return None
+    stats = DataStats(task=spec.name, source=resolved.label)
+    return spec.stream(resolved.root, request, opts, Diagnostics(), stats, write)
 
 
 def _empty_message(task: str, source: str, request: LoadRequest, stats: DataStats) -> str:

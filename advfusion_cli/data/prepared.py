@@ -20,7 +20,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from advfusion_cli.data.batch_encoding import EXAMPLE_COLUMNS, encode_columns, example_columns
+from advfusion_cli.data.batch_encoding import (
+    EXAMPLE_COLUMNS,
+    NO_SPAN,
+    encode_columns,
+    example_columns,
+)
 from advfusion_cli.data.cache import DamagedEntry
 from advfusion_cli.data.records import TaskExample
 
@@ -28,7 +33,7 @@ EXAMPLES_FILE = "examples.arrow"  # staging only: removed once the features are 
 FEATURES_FILE = "features.arrow"
 WRITE_BATCH = 1000  # examples per Arrow record batch
 MAP_BATCH = 256  # examples per tokenizer round
-RECORDS_PER_PROCESS = 4000  # fewer records than this per process: not worth another process
+RECORDS_PER_PROCESS = 2000  # fewer records than this per process: not worth another process
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -152,12 +157,31 @@ def _quiet_datasets(num_proc: int):
 
 def write_examples(examples: Sequence[TaskExample], path: Path) -> None:
     """EXAMPLE_COLUMNS of `examples` to an Arrow file, a record batch at a time."""
+    with example_writer(path) as write:
+        for start in range(0, len(examples), WRITE_BATCH):
+            write(example_columns(examples[start : start + WRITE_BATCH]))
+
+
+@contextmanager
+def example_writer(path: Path):
+    """A function writing EXAMPLE_COLUMNS batches (dict of columns) to an Arrow file."""
     from datasets.arrow_writer import ArrowWriter
 
     with ArrowWriter(features=_example_features(), path=str(path)) as writer:
-        for start in range(0, len(examples), WRITE_BATCH):
-            writer.write_batch(example_columns(examples[start : start + WRITE_BATCH]))
+        yield writer.write_batch
         writer.finalize()
+
+
+def stream_columns(rows: Sequence[dict]) -> dict[str, list]:
+    """EXAMPLE_COLUMNS of the {id, prompt, target, inner_span} dicts a task's `stream` writes."""
+    spans = [row["inner_span"] for row in rows]
+    return {
+        "id": [row["id"] for row in rows],
+        "prompt": [row["prompt"] for row in rows],
+        "target": [row["target"] for row in rows],
+        "span_start": [NO_SPAN if s is None else s[0] for s in spans],
+        "span_end": [NO_SPAN if s is None else s[1] for s in spans],
+    }
 
 
 def build_features(
@@ -169,14 +193,39 @@ def build_features(
     num_proc: int | None = None,
 ) -> dict[str, Any]:
     """Tokenize `examples` into Arrow files in `folder`; returns the entry's info."""
-    from datasets import Dataset
-
-    num_proc = num_proc or default_num_proc(len(examples))
-    num_proc = max(1, min(num_proc, len(examples)))
     staged = folder / EXAMPLES_FILE
     write_examples(examples, staged)
+    try:
+        return encode_example_file(folder, staged, None, tokenizer, budgets, num_proc=num_proc)
+    finally:
+        staged.unlink()
+
+
+def encode_example_file(
+    folder: Path,
+    examples_file: Path,
+    rows: Sequence[int] | None,
+    tokenizer,
+    budgets: dict[str, int],
+    *,
+    num_proc: int | None = None,
+    parts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Tokenize the examples at `rows` (all when None) of an EXAMPLE_COLUMNS Arrow file into
+    FEATURES_FILE (and its shards) in `folder`, in parallel; returns the entry's info.
+
+    `parts` names consecutive runs of `rows` ({"train": 900, "validation": 100}): one pass
+    tokenizes them all, and the info counts drops and cuts per part (`load_features(part=)`).
+    """
+    from datasets import Dataset
+
+    source = Dataset.from_file(str(examples_file))
+    if rows is not None:
+        source = source.select(rows)
+    n_records = source.num_rows
+    num_proc = num_proc or default_num_proc(n_records)
+    num_proc = max(1, min(num_proc, n_records))
     with _quiet_datasets(num_proc):
-        source = Dataset.from_file(str(staged))
         features = source.map(
             partial(encode_columns, tokenizer, **budgets),
             batched=True,
@@ -190,18 +239,28 @@ def build_features(
             new_fingerprint=hashlib.sha256(str(folder).encode()).hexdigest()[:16],
         )
         files = sorted(Path(f["filename"]).name for f in features.cache_files)
-        dropped = Counter(r for r in features.data.column("dropped").to_pylist() if r)
-        truncated = sum(features.data.column("truncated").to_pylist())
-        rows = features.num_rows
+        dropped_column = features.data.column("dropped").to_pylist()
+        truncated_column = features.data.column("truncated").to_pylist()
+        rows_out = features.num_rows
     del source, features
-    staged.unlink()
-    return {
-        "files": files,
-        "rows": rows,
-        "dropped": dict(dropped),
-        "truncated": truncated,
-        "num_proc": num_proc,
-    }
+
+    def counts(start: int, stop: int) -> dict[str, Any]:
+        return {
+            "start": start,
+            "rows": stop - start,
+            "dropped": dict(Counter(r for r in dropped_column[start:stop] if r)),
+            "truncated": sum(truncated_column[start:stop]),
+        }
+
+    info = {"files": files, "rows": rows_out, "num_proc": num_proc, **counts(0, rows_out)}
+    if parts is not None:
+        if sum(parts.values()) != rows_out:
+            raise ValueError(f"parts {parts} do not add up to the {rows_out} rows encoded")
+        info["parts"], start = {}, 0
+        for name, size in parts.items():
+            info["parts"][name] = counts(start, start + size)
+            start += size
+    return info
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -233,8 +292,11 @@ class FeatureRows(Sequence):
         )
 
 
-def load_features(folder: Path, info: dict[str, Any], loss_on: str) -> FeatureRows:
-    """Open an entry's features memory-mapped; DamagedEntry when they are not what was built."""
+def load_features(
+    folder: Path, info: dict[str, Any], loss_on: str, part: str | None = None
+) -> FeatureRows:
+    """Open an entry's features memory-mapped (only those of `part` when given: see
+    `encode_example_file`); DamagedEntry when they are not what was built."""
     import numpy as np
     import pyarrow.compute as pc
     from datasets import Dataset, concatenate_datasets
@@ -246,6 +308,9 @@ def load_features(folder: Path, info: dict[str, Any], loss_on: str) -> FeatureRo
     if dataset.num_rows != info["rows"] or set(dataset.column_names) != set(_feature_features()):
         raise DamagedEntry("the feature files do not hold what was built")
     kept = np.flatnonzero(pc.equal(dataset.data.column("dropped"), "").to_numpy())
+    if part is not None:
+        span = info["parts"][part]
+        kept = kept[(kept >= span["start"]) & (kept < span["start"] + span["rows"])]
     return FeatureRows(dataset, kept, loss_on)
 
 

@@ -134,26 +134,92 @@ def data_cache(spec: JobSpec) -> PreparedCache | None:
     return PreparedCache(folder)
 
 
+ROWS_FILE = "examples.arrow"  # an examples entry: every example of one language, rendered
+INDICES_FILE = "indices.json"  # and, per split, the rows training reads (capped)
+
+
+def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, int]:
+    """One language's rendered examples to Arrow, and per split the rows a run reads.
+
+    A task with a `stream` reader (CommitPackFT) hands its examples over in batches, so no
+    list of them is ever held; the split is assigned afterwards from the few fields kept.
+    Other tasks are read whole, as `load_examples` does. Either way the rows of a split are
+    exactly `load_examples(data, language, split)`, in order, capped with the same sample.
+    """
+    from advfusion_cli.data.loader import stream_task
+    from advfusion_cli.data.prepared import example_writer, stream_columns, write_examples
+
+    rows_path = folder / ROWS_FILE
+    with example_writer(rows_path) as write:
+        splits = stream_task(
+            data.task,
+            data.source,
+            language,
+            lambda batch: write(stream_columns(batch)),
+            revision=data.revision,
+            **training_load_options(data),
+        )
+    if splits is None:  # no streaming reader: write the loaded (capped) examples
+        loaded = {split: load_examples(data, language, split) for split in SPLITS}
+        write_examples([*loaded["train"], *loaded["validation"]], rows_path)
+        n_train = len(loaded["train"])
+        indices = {
+            "train": list(range(n_train)),
+            "validation": list(range(n_train, n_train + len(loaded["validation"]))),
+        }
+    else:
+        by_split = {split: [] for split in SPLITS}
+        for row, split in enumerate(splits):
+            if split in by_split:
+                by_split[split].append(row)
+        if not by_split["train"]:
+            load_examples(data, language, "train")  # raises the loader's own message
+        indices = {
+            "train": _cap(by_split["train"], data.max_train_records, data.split_seed),
+            "validation": _cap(by_split["validation"], data.max_eval_records, data.split_seed),
+        }
+    (folder / INDICES_FILE).write_text(json.dumps(indices))
+    return {split: len(indices[split]) for split in SPLITS}
+
+
+def _read_examples_entry(entry, info: dict[str, Any]) -> tuple[Any, dict[str, list[int]]]:
+    from advfusion_cli.data.cache import DamagedEntry
+
+    indices = json.loads((entry / INDICES_FILE).read_text())
+    if {split: len(indices.get(split, [])) for split in SPLITS} != {
+        split: int(info[split]) for split in SPLITS
+    }:
+        raise DamagedEntry("the row indices do not match the counts")
+    return entry / ROWS_FILE, indices
+
+
+def examples_entry(
+    data: DataSpec, language: str, cache: PreparedCache
+) -> tuple[Any, dict[str, list[int]]]:
+    """(Arrow file of one language's rendered examples, rows of each split): built once."""
+    return cache.load_or_build(
+        "examples",
+        _examples_key(data, language),
+        build=lambda folder: _write_examples_entry(data, language, folder),
+        load=_read_examples_entry,
+    )
+
+
 def count_examples(
     data: DataSpec, languages: Sequence[str], cache: PreparedCache | None = None
 ) -> dict[str, dict[str, int]]:
     """Examples per language and split (train, validation): what a plan needs, no tokenizer.
-    With a cache, counts of unchanged data are read back instead of loading the records."""
-
-    def count(language: str) -> dict[str, int]:
-        return {split: len(load_examples(data, language, split)) for split in SPLITS}
-
+    With a cache, the counts come from the examples entry (built once, streamed)."""
     if cache is None:
-        return {language: count(language) for language in languages}
-    return {
-        language: cache.load_or_build(
-            "examples",
-            _examples_key(data, language),
-            build=lambda folder, language=language: count(language),
-            load=lambda entry, info: {split: int(info[split]) for split in SPLITS},
-        )
-        for language in languages
-    }
+        return {
+            language: {split: len(load_examples(data, language, split)) for split in SPLITS}
+            for language in languages
+        }
+    counts = {}
+    for language in languages:
+        _, indices = examples_entry(data, language, cache)
+        counts[language] = {split: len(indices[split]) for split in SPLITS}
+    return counts
 
 
 @dataclass
@@ -180,6 +246,7 @@ class StageEncoder:
         self.stats = DataStats(task=data.task, source=data.source)
         self._features: dict[tuple[str, str], Sequence[dict]] = {}
         self._tokenizer_fingerprint: str | None = None
+        self._cached: dict[str, dict[str, tuple[Sequence[dict], dict]]] = {}
 
     def _budgets(self) -> dict[str, int]:
         return {key: getattr(self.data, key) for key in _BUDGET_KEYS}
@@ -197,29 +264,38 @@ class StageEncoder:
         self.stats.truncated[language] += sum(f["truncated"] for f in features)
         return features
 
-    def _read_or_build(self, language: str, split: str) -> Sequence[dict]:
-        from advfusion_cli.data.prepared import build_features, load_features
+    def _read_or_build(self, language: str) -> dict[str, tuple[Sequence[dict], dict]]:
+        """One language's features from the cache: its train and validation rows are
+        tokenized in one pass into one entry, and each split is read from its part."""
+        from advfusion_cli.data.prepared import encode_example_file, load_features
         from advfusion_cli.data.prepared import tokenizer_fingerprint as fingerprint
 
         if self._tokenizer_fingerprint is None:
             self._tokenizer_fingerprint = fingerprint(self.tokenizer)
         key = {
             **_examples_key(self.data, language),
-            "split": split,
+            "splits": SPLITS,
             "tokenizer": self._tokenizer_fingerprint,
             "budgets": self._budgets(),
         }
-        rows, info = self.cache.load_or_build(
+        rows_file, indices = examples_entry(self.data, language, self.cache)
+        by_split, info = self.cache.load_or_build(
             "features",
             key,
-            build=lambda folder: build_features(
-                folder, load_examples(self.data, language, split), self.tokenizer, self._budgets()
+            build=lambda folder: encode_example_file(
+                folder,
+                rows_file,
+                [row for split in SPLITS for row in indices[split]],
+                self.tokenizer,
+                self._budgets(),
+                parts={split: len(indices[split]) for split in SPLITS},
             ),
-            load=lambda entry, info: (load_features(entry, info, self.data.loss_on), info),
+            load=lambda entry, info: (
+                {split: load_features(entry, info, self.data.loss_on, split) for split in SPLITS},
+                info,
+            ),
         )
-        self.stats.dropped.update(info["dropped"])
-        self.stats.truncated[language] += info["truncated"]
-        return rows
+        return {split: (by_split[split], info["parts"][split]) for split in SPLITS}
 
     def features(self, language: str, split: str) -> Sequence[dict]:
         key = (language, split)
@@ -227,7 +303,11 @@ class StageEncoder:
             if self.cache is None:
                 encoded = self._encode_in_memory(language, split)
             else:
-                encoded = self._read_or_build(language, split)
+                if language not in self._cached:
+                    self._cached[language] = self._read_or_build(language)
+                encoded, counts = self._cached[language][split]
+                self.stats.dropped.update(counts["dropped"])
+                self.stats.truncated[language] += counts["truncated"]
             if split == "train" and not len(encoded):
                 raise UserError(
                     f"Every {language} training example was dropped while encoding "

@@ -24,6 +24,12 @@ class LoadRequest:
 # read(root, request, options, diagnostics, stats) -> examples of the requested languages,
 # each with meta["split"]; may return other splits too when it had to read them anyway.
 Reader = Callable[[Path, LoadRequest, Any, Diagnostics, DataStats], list[TaskExample]]
+# stream(root, request for ONE language, options, diagnostics, stats, write) -> the split of
+# each example written: what `read` returns for that language, handed to `write` in batches
+# of {id, prompt, target, inner_span} dicts instead of being held (large sources).
+Streamer = Callable[
+    [Path, LoadRequest, Any, Diagnostics, DataStats, Callable[[list[dict]], None]], list[str]
+]
 
 
 @dataclass(frozen=True)
@@ -35,3 +41,4 @@ class TaskSpec:
     # files a hub download needs: globs, or a function choosing from the repository listing
     hub_patterns: Callable[[LoadRequest, Any], list[str] | Callable[[list[str]], list[str]]]
     read: Reader
+    stream: Streamer | None = None  # tasks without one are read whole

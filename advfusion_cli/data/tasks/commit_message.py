@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from advfusion_cli.data.records import (
     optional_str,
     require_str,
 )
-from advfusion_cli.data.sources import RawRow, files_in, iter_rows
+from advfusion_cli.data.row_pool import parsed_rows
+from advfusion_cli.data.sources import RawRow, files_in
 from advfusion_cli.data.splits import DEFAULT_FRACTIONS, check_fractions, split_by_repository
 from advfusion_cli.data.stats import DataStats
 from advfusion_cli.data.tasks.base import LoadRequest, TaskSpec
@@ -28,6 +30,7 @@ from advfusion_cli.data.tasks.base import LoadRequest, TaskSpec
 NAME = "commit-message"
 PROMPT_HEAD = "Based on the change given, only write commit message.\n### Diff:\n"
 PROMPT_TAIL = "\n### Commit Message:\n"
+STREAM_BATCH = 1000  # examples per `write` call of `stream`
 _REQUIRED = ("commit", "old_file", "new_file", "old_contents", "new_contents", "subject", "lang")
 
 
@@ -117,6 +120,40 @@ def _parse(row: RawRow) -> tuple[str, dict]:
     }
 
 
+def _parsed_records(root: Path, request: LoadRequest, diagnostics: Diagnostics):
+    """(language, parsed record) of the requested languages, in file order."""
+    for folder_language, files in _language_folders(root):
+        if folder_language is not None and not request.wants(folder_language):
+            continue  # skip whole configs that were not asked for
+        for path in files:
+            # Large files are parsed and their diffs rendered by worker processes.
+            for language, parsed in parsed_rows(path, _parse, diagnostics):
+                if request.wants(language):
+                    yield language, parsed
+
+
+def _assign_splits(
+    units: list[tuple[tuple[str, ...], str]],
+    language: str,
+    options: CommitMessageOptions,
+    stats: DataStats,
+) -> list[str]:
+    """The split of each (repositories, commit) of one language: grouped by repository."""
+    splits, method = split_by_repository(
+        units,
+        repos_of=lambda unit: list(unit[0]) or [unit[1]],
+        unit_of=lambda unit: unit[1],
+        fractions=options.fractions_for(language),
+        seed=options.seed,
+    )
+    stats.split_method[language] = method
+    return splits
+
+
+def _unit(parsed: dict) -> tuple[tuple[str, ...], str]:
+    return tuple(parsed["meta"]["repos"]), parsed["meta"]["commit"]
+
+
 def read(
     root: Path,
     request: LoadRequest,
@@ -125,30 +162,13 @@ def read(
     stats: DataStats,
 ) -> list[TaskExample]:
     by_language: dict[str, list[dict]] = defaultdict(list)
-    for folder_language, files in _language_folders(root):
-        if folder_language is not None and not request.wants(folder_language):
-            continue  # skip whole configs that were not asked for
-        for path in files:
-            for row in iter_rows(path, diagnostics):
-                try:
-                    language, parsed = _parse(row)
-                except RecordError as err:
-                    diagnostics.malformed(err, row.where)
-                    continue
-                if request.wants(language):
-                    by_language[language].append(parsed)
+    for language, parsed in _parsed_records(root, request, diagnostics):
+        by_language[language].append(parsed)
 
     examples: list[TaskExample] = []
     for language in sorted(by_language):
         items = by_language[language]
-        splits, method = split_by_repository(
-            items,
-            repos_of=lambda item: item["meta"]["repos"] or [item["meta"]["commit"]],
-            unit_of=lambda item: item["meta"]["commit"],
-            fractions=options.fractions_for(language),
-            seed=options.seed,
-        )
-        stats.split_method[language] = method
+        splits = _assign_splits([_unit(item) for item in items], language, options, stats)
         for item, split in zip(items, splits, strict=True):
             meta = {"split": split, **item["meta"]}
             examples.append(
@@ -164,6 +184,37 @@ def read(
     return examples
 
 
+def stream(
+    root: Path,
+    request: LoadRequest,
+    options: CommitMessageOptions,
+    diagnostics: Diagnostics,
+    stats: DataStats,
+    write: Callable[[list[dict]], None],
+) -> list[str]:
+    """`read` for one language without holding its examples: each example goes to `write`
+    (in batches, in `read`'s order) as {id, prompt, target, inner_span}; only its repositories
+    and commit are kept, for the split. Returns the split of each example written."""
+    (language,) = request.languages
+    units, batch = [], []
+    for _, parsed in _parsed_records(root, request, diagnostics):
+        units.append(_unit(parsed))
+        batch.append(
+            {
+                "id": parsed["id"],
+                "prompt": parsed["prompt"],
+                "target": parsed["target"],
+                "inner_span": parsed["meta"]["inner_span"],
+            }
+        )
+        if len(batch) == STREAM_BATCH:
+            write(batch)
+            batch = []
+    if batch:
+        write(batch)
+    return _assign_splits(units, language, options, stats) if units else []
+
+
 SPEC = TaskSpec(
     name=NAME,
     summary="CommitPackFT: unified diff -> commit subject",
@@ -171,4 +222,5 @@ SPEC = TaskSpec(
     options=CommitMessageOptions,
     hub_patterns=hub_patterns,
     read=read,
+    stream=stream,
 )
