@@ -7,7 +7,8 @@ is distinct and the repository-grouped split sees many groups. `measure` runs on
 preparing a training stage's data (the plan's counts, then train and validation features of
 one language) in a fresh process, so each gets its own peak RSS:
 
-- `old`: the previous path, load + per-example `encode_examples` into Python lists;
+- `old`: the previous path, a sequential load + per-example `encode_examples` into Python
+  lists (no worker processes);
 - `cold`: the cache on an empty cache folder (load, batched tokenizing, Arrow written);
 - `warm`: the same again, read back from the cache.
 """
@@ -69,6 +70,18 @@ def _cpu_seconds() -> float:
 
 def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path: str) -> dict:
     """One preparation in this process: what a training run does before its first step."""
+    from advfusion_cli.data import row_pool
+
+    saved = row_pool.PARALLEL_MIN_BYTES
+    if mode == "old":
+        row_pool.PARALLEL_MIN_BYTES = float("inf")  # the first version read on one core
+    try:
+        return _prepare_once(mode, source, language, cache, tokenizer_path)
+    finally:
+        row_pool.PARALLEL_MIN_BYTES = saved
+
+
+def _prepare_once(mode: str, source: Path, language: str, cache: Path, tokenizer_path: str):
     from transformers import AutoTokenizer
 
     from advfusion_cli.data.cache import PreparedCache
@@ -105,6 +118,8 @@ def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path
         sizes = {"train": len(stage.train), "validation": len(stage.eval)}
     seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the largest worker process (parsing or tokenizing) that ran, 0 when none did
+    worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "mode": mode,
         "seconds": seconds,
@@ -112,6 +127,7 @@ def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path
         # wall clock also counts waiting for other users' processes
         "cpu_seconds": cpu,
         "peak_rss_mb": peak_kb / 1024,
+        "worker_peak_rss_mb": worker_kb / 1024,
         "examples": counts[language],
         "features": sizes,
     }

@@ -45,8 +45,16 @@ def out_of_memory(settings, err: BaseException) -> str:
     )
 
 
-@app.command("bench")
+# `advfusion bench` measures training steps; `advfusion bench data` (cmd_bench_data.py)
+# measures data preparation. The group's callback is the step bench, run when no
+# subcommand is given.
+bench_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     hidden: int = typer.Option(256, "--hidden", help="Hidden size of the random Llama."),
     layers: int = typer.Option(4, "--layers", help="Decoder layers."),
     heads: int = typer.Option(4, "--heads", help="Attention heads."),
@@ -92,7 +100,10 @@ def bench(
         None, "--json", help="Also write the results to this file (replaced if it exists)."
     ),
 ) -> None:
-    """Measure every method's training step side by side, as ratios to the frozen base."""
+    """Measure every method's training step side by side, as ratios to the frozen base.
+    `advfusion bench data` measures data preparation instead."""
+    if ctx.invoked_subcommand is not None:
+        return
     import torch
     from rich.console import Console
 

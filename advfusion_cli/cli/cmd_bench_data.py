@@ -1,4 +1,6 @@
-"""`advfusion bench-data`: preparing CommitPackFT-size data, cached and uncached, side by side."""
+"""`advfusion bench data`: preparing CommitPackFT-size data, cached and uncached, side by side.
+
+`advfusion bench-data` is the same command under its first name (hidden, kept for scripts)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import typer
 
 from advfusion_cli.cli.app import app
+from advfusion_cli.cli.cmd_bench import bench_app
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -21,7 +24,7 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
-@app.command("bench-data")
+@bench_app.command("data")
 def bench_data(
     sizes: str = typer.Option(
         "10000,50000,100000", "--sizes", help="Records per folder, comma-separated."
@@ -94,12 +97,21 @@ def bench_data(
             shutil.rmtree(root, ignore_errors=True)
 
     table = Table(title=f"Data preparation: CommitPackFT {language}, from {seed_from}")
-    columns = ("records", "MB", "path", "wall s", "CPU s", "peak RSS MB", "train/validation")
+    columns = (
+        "records",
+        "MB",
+        "path",
+        "wall s",
+        "CPU s",
+        "peak RSS MB",
+        "worker RSS MB",
+        "train/validation",
+    )
     for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         if "error" in row:
-            table.add_row(str(row["records"]), "", row["mode"], "error", "", row["error"], "")
+            table.add_row(str(row["records"]), "", row["mode"], "error", "", row["error"], "", "")
             continue
         table.add_row(
             f"{row['records']:,}",
@@ -108,6 +120,7 @@ def bench_data(
             f"{row['seconds']:.1f}",
             f"{row['cpu_seconds']:.1f}",
             f"{row['peak_rss_mb']:.0f}",
+            f"{row['worker_peak_rss_mb']:.0f}" if row["worker_peak_rss_mb"] else "-",
             f"{row['features']['train']}/{row['features']['validation']}",
         )
     console = Console(width=120) if not Console().is_terminal else Console()
@@ -119,3 +132,6 @@ def bench_data(
         console.print(f"results written to {json_path}")
     if any("error" in row for row in rows):
         raise typer.Exit(1)
+
+
+app.command("bench-data", hidden=True)(bench_data)
