@@ -7,8 +7,8 @@ is distinct and the repository-grouped split sees many groups. `measure` runs on
 preparing a training stage's data (the plan's counts, then train and validation features of
 one language) in a fresh process, so each gets its own peak RSS:
 
-- `old`: the previous path, a sequential load + per-example `encode_examples` into Python
-  lists (no worker processes);
+- `old`: the previous path, a sequential load (the standard library's difflib, no worker
+  processes) + per-example `encode_examples` into Python lists;
 - `cold`: the cache on an empty cache folder (load, batched tokenizing, Arrow written);
 - `warm`: the same again, read back from the cache.
 """
@@ -70,15 +70,19 @@ def _cpu_seconds() -> float:
 
 def _prepare(mode: str, source: Path, language: str, cache: Path, tokenizer_path: str) -> dict:
     """One preparation in this process: what a training run does before its first step."""
-    from advfusion_cli.data import row_pool
+    import difflib
 
-    saved = row_pool.PARALLEL_MIN_BYTES
-    if mode == "old":
-        row_pool.PARALLEL_MIN_BYTES = float("inf")  # the first version read on one core
+    from advfusion_cli.data import row_pool
+    from advfusion_cli.data.tasks import commit_message
+
+    saved = row_pool.PARALLEL_MIN_BYTES, commit_message.unified_diff
+    if mode == "old":  # the first version: one core, the standard library's difflib
+        row_pool.PARALLEL_MIN_BYTES = float("inf")
+        commit_message.unified_diff = difflib.unified_diff
     try:
         return _prepare_once(mode, source, language, cache, tokenizer_path)
     finally:
-        row_pool.PARALLEL_MIN_BYTES = saved
+        row_pool.PARALLEL_MIN_BYTES, commit_message.unified_diff = saved
 
 
 def _prepare_once(mode: str, source: Path, language: str, cache: Path, tokenizer_path: str):

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 MANIFEST = "manifest.json"
-FORMAT = 1  # bump when the layout of entries changes: old entries are then misses
+FORMAT = 2  # bump when the layout of entries changes: old entries are then misses
 
 
 def digest_of(key: dict[str, Any]) -> str:

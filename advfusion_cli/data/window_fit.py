@@ -23,7 +23,9 @@ Tokenizers outside that description (SentencePiece without pre-tokenization such
 a `Metaspace` that prepends, BPE dropout, a context-dependent normalizer) and prompts that
 contain an added token's text use the whole-candidate bisection. The first long prompts a
 process fits are also fitted the whole-candidate way and compared (`batch_encoding`): any
-difference turns windowing off for that tokenizer with a warning. Tests compare both ways
+difference turns windowing off for that tokenizer with a warning. A prompt far over its
+budget is tokenized only up to a probe length first (`batch_encoding._encode_prompts`): the
+tokens before a restart point GUARD characters short of the probe's end are the prompt's. Tests compare both ways
 on every task, the shared samples and random cut points for several tokenizer families.
 """
 
@@ -66,7 +68,7 @@ class Windowing:
     """What windowed counting needs of one tokenizer."""
 
     first_level: Any  # a tokenizers PreTokenizer: the first of the pre-tokenizer sequence
-    normalizes_unicode: bool  # an NFC/NFKC/... normalizer: cuts only before ASCII then
+    normal_forms: tuple[str, ...]  # an NFC/NFKC/... normalizer: cuts only before ASCII then
     added_texts: tuple[str, ...]  # a prompt containing one of these is fitted the whole way
     trims_offsets: bool  # a ByteLevel post-processor moves token starts past spaces
     # One splitting step and untrimmed offsets: the encoding's words are the first-level
@@ -100,12 +102,14 @@ def _pre_tokenizers_allow(config: dict | None) -> bool:
     return bool(steps)
 
 
-def _normalizer_kind(config: dict | None) -> str | None:
-    """'none', 'unicode' (normalization forms only) or None (not supported)."""
+def _normal_forms(config: dict | None) -> tuple[str, ...] | None:
+    """The Unicode normal forms the normalizer applies (() for none), or None when it does
+    anything else (prepending, replacing, lowercasing, stripping: not supported)."""
     if config is None:
-        return "none"
+        return ()
     steps = config["normalizers"] if config.get("type") == "Sequence" else [config]
-    return "unicode" if all(s.get("type") in _NORMALIZATION_FORMS for s in steps) else None
+    forms = tuple(s.get("type") for s in steps)
+    return forms if all(form in _NORMALIZATION_FORMS for form in forms) else None
 
 
 def _post_processor_allows(config: dict | None) -> bool:
@@ -126,8 +130,8 @@ def _analyse(tokenizer) -> Windowing | None:
     if model.get("dropout") not in (None, 0, 0.0):
         return None  # sampled merges: nothing is reproducible anyway
     pre = config.get("pre_tokenizer")
-    normalizer = _normalizer_kind(config.get("normalizer"))
-    if not _pre_tokenizers_allow(pre) or normalizer is None:
+    forms = _normal_forms(config.get("normalizer"))
+    if not _pre_tokenizers_allow(pre) or forms is None:
         return None
     if not _post_processor_allows(config.get("post_processor")):
         return None
@@ -148,7 +152,7 @@ def _analyse(tokenizer) -> Windowing | None:
     trims = any(p.get("type") == "ByteLevel" and p.get("trim_offsets") for p in posts)
     return Windowing(
         first_level,
-        normalizer == "unicode",
+        forms,
         tuple(t for t in added if t),
         trims,
         words_are_restarts=len(splitting) == 1 and not trims,
@@ -228,7 +232,7 @@ class PromptWindows:
             bounds = [span[0] for _, span in pieces]
         if last < len(prompt):
             bounds = bounds[: bisect_right(bounds, last)]
-        if windowing.normalizes_unicode:
+        if windowing.normal_forms:
             # composition never joins an ASCII character to the one before it
             bounds = [b for b in bounds if prompt[b].isascii()]
         # A token trimmed to nothing at a boundary cannot be placed on one side of it.
@@ -249,10 +253,10 @@ class PromptWindows:
         before pre-tokenizing) and, under a normalizer, already in its normal form."""
         if any(text in prompt for text in windowing.added_texts):
             return False
-        if windowing.normalizes_unicode and not prompt.isascii():
+        if windowing.normal_forms and not prompt.isascii():
             import unicodedata
 
-            return all(unicodedata.is_normalized(form, prompt) for form in ("NFC", "NFKC"))
+            return all(unicodedata.is_normalized(form, prompt) for form in windowing.normal_forms)
         return True
 
     def restart_before(self, cut: int) -> int:
