@@ -485,3 +485,19 @@ def test_tasks_without_a_stream_reader_write_their_loaded_examples(tmp_path, tok
     data = DataSpec(task="code-translation", source=source, languages=["go"])
     cache = PreparedCache(tmp_path / "cache")
     assert _entry_rows(data, "go", cache) == _listed(data, "go")
+
+
+def test_a_warm_run_reads_features_without_the_examples_entry(
+    tmp_path, commits, tokenizer, monkeypatch
+):
+    import shutil
+
+    from advfusion_cli.data import loader
+
+    cache = PreparedCache(tmp_path / "cache")
+    data = spec_for(commits)
+    first = list(StageEncoder(data, tokenizer, cache).features("ruby", "train"))
+    for entry in cache.folder.glob("examples-*"):
+        shutil.rmtree(entry)  # a user cleared only the examples entries
+    monkeypatch.setattr(loader, "stream_task", lambda *a, **k: pytest.fail("records read again"))
+    assert list(StageEncoder(data, tokenizer, cache).features("ruby", "train")) == first

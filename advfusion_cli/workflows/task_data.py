@@ -278,18 +278,23 @@ class StageEncoder:
             "tokenizer": self._tokenizer_fingerprint,
             "budgets": self._budgets(),
         }
-        rows_file, indices = examples_entry(self.data, language, self.cache)
-        by_split, info = self.cache.load_or_build(
-            "features",
-            key,
-            build=lambda folder: encode_example_file(
+
+        def build(folder):
+            # the rendered examples are needed only to build (a warm run never opens them)
+            rows_file, indices = examples_entry(self.data, language, self.cache)
+            return encode_example_file(
                 folder,
                 rows_file,
                 [row for split in SPLITS for row in indices[split]],
                 self.tokenizer,
                 self._budgets(),
                 parts={split: len(indices[split]) for split in SPLITS},
-            ),
+            )
+
+        by_split, info = self.cache.load_or_build(
+            "features",
+            key,
+            build=build,
             load=lambda entry, info: (
                 {split: load_features(entry, info, self.data.loss_on, split) for split in SPLITS},
                 info,
