@@ -12,7 +12,6 @@ most a few ranges are in flight at a time: the file is never held in memory whol
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections import deque
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from advfusion_cli.data.records import Diagnostics, RecordError
-from advfusion_cli.data.sources import RawRow, iter_rows
+from advfusion_cli.data.sources import RawRow, iter_rows, json_line
 
 T = TypeVar("T")
 
@@ -32,23 +31,10 @@ IN_FLIGHT_PER_WORKER = 3
 
 def _parse_line(path: Path, number: int, raw: bytes, parse: Callable[[RawRow], T]):
     """("ok", parse result) or ("bad", reason, detail, where): what `iter_rows` + parse do."""
-    where = f"{path}:{number}"
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return ("bad", "invalid UTF-8", str(err), where)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        return ("bad", "invalid JSON", err.msg, where)
-    except RecursionError:
-        return ("bad", "invalid JSON", "nested too deeply", where)
-    if not isinstance(data, dict):
-        return ("bad", "not a JSON object", "", where)
-    try:
-        return ("ok", parse(RawRow(data, path, number)))
+        return ("ok", parse(RawRow(json_line(raw), path, number)))
     except RecordError as err:
-        return ("bad", err.reason, err.detail, where)
+        return ("bad", err.reason, err.detail, f"{path}:{number}")
 
 
 def _parse_range(path: Path, parse: Callable[[RawRow], T], offset: int, size: int, line: int):

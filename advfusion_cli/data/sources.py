@@ -137,24 +137,30 @@ def iter_rows(path: Path, diagnostics: Diagnostics) -> Iterator[RawRow]:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            where = f"{path}:{number}"
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                diagnostics.malformed(RecordError("invalid UTF-8", str(err)), where)
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as err:
-                diagnostics.malformed(RecordError("invalid JSON", err.msg), where)
-                continue
-            except RecursionError:
-                diagnostics.malformed(RecordError("invalid JSON", "nested too deeply"), where)
-                continue
-            if not isinstance(data, dict):
-                diagnostics.malformed(RecordError("not a JSON object"), where)
+                data = json_line(raw)
+            except RecordError as err:
+                diagnostics.malformed(err, f"{path}:{number}")
                 continue
             yield RawRow(data, path, number)
+
+
+def json_line(raw: bytes) -> dict[str, Any]:
+    """One JSON Lines row as a dict; RecordError (invalid UTF-8, invalid JSON, not a JSON
+    object) when it is not one."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError("invalid UTF-8", str(err)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError("invalid JSON", err.msg) from None
+    except RecursionError:
+        raise RecordError("invalid JSON", "nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RecordError("not a JSON object")
+    return data
 
 
 def _first_non_space(handle) -> bytes:
