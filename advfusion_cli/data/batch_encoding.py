@@ -124,19 +124,21 @@ def _bisect_windowed(tokenizer, searches: list[_Bisection]) -> None:
     outside the window already pass the budget is too long without tokenizing anything."""
     active = [s for s in searches if s.searching]
     while active:
-        pending = []  # (search, middle, restart index, window text)
+        pending = []  # (search, middle, restart index, tokens outside the window, window)
         for search in active:
             middle = search.middle()
             windows = search.windows
             restart, text = windows.window(len(search.head) + middle, search.tail)
-            if windows.fixed_tokens(restart) > search.budget:
+            fixed = windows.fixed_tokens(restart)
+            if fixed > search.budget:
                 search.too_long = middle
             else:
-                pending.append((search, middle, restart, text))
+                pending.append((search, middle, restart, fixed, text))
         encoded = _window_ids(tokenizer, [text for *_, text in pending])
-        for (search, middle, restart, _), ids in zip(pending, encoded, strict=True):
-            count = search.windows.fixed_tokens(restart) + len(ids)
-            search.settle(middle, count, lambda s=search, r=restart, w=ids: s.windows.ids(r, w))
+        for (search, middle, restart, fixed, _), ids in zip(pending, encoded, strict=True):
+            search.settle(
+                middle, fixed + len(ids), lambda s=search, r=restart, w=ids: s.windows.ids(r, w)
+            )
         active = [s for s in active if s.searching]
 
 
@@ -259,8 +261,9 @@ def fit_prompts(
         start, end = spans[i]
         prompt = prompts[i]
         inner = prompt[start:end]
-        usable = windowing is not None and PromptWindows.usable(prompt, windowing)
-        if windows[i] is None and usable:
+        # probed prompts come with their windows (and were found usable then)
+        needs_windows = windows[i] is None and windowing is not None
+        if needs_windows and PromptWindows.usable(prompt, windowing):
             windows[i] = PromptWindows(prompt, encodings[i], windowing, budgets[i])
         searches[i] = _Bisection(
             prompt[:start], inner, prompt[end:], budgets[i], 0, len(inner), ids, windows[i]
@@ -359,16 +362,32 @@ def training_features(
     }
 
 
-def example_columns(examples: Sequence[TaskExample]) -> dict[str, list]:
-    """EXAMPLE_COLUMNS of some examples (an Arrow-friendly form of what encoding reads)."""
-    spans = [e.meta.get("inner_span") for e in examples]
+def row_columns(rows: Sequence[dict]) -> dict[str, list]:
+    """EXAMPLE_COLUMNS of {id, prompt, target, inner_span} dicts (what a task's `stream`
+    writes; inner_span None when nothing can be cut)."""
+    spans = [row["inner_span"] for row in rows]
     return {
-        "id": [e.id for e in examples],
-        "prompt": [e.prompt for e in examples],
-        "target": [e.target for e in examples],
+        "id": [row["id"] for row in rows],
+        "prompt": [row["prompt"] for row in rows],
+        "target": [row["target"] for row in rows],
         "span_start": [NO_SPAN if s is None else s[0] for s in spans],
         "span_end": [NO_SPAN if s is None else s[1] for s in spans],
     }
+
+
+def example_columns(examples: Sequence[TaskExample]) -> dict[str, list]:
+    """EXAMPLE_COLUMNS of some examples (an Arrow-friendly form of what encoding reads)."""
+    return row_columns(
+        [
+            {
+                "id": e.id,
+                "prompt": e.prompt,
+                "target": e.target,
+                "inner_span": e.meta.get("inner_span"),
+            }
+            for e in examples
+        ]
+    )
 
 
 def encode_examples_batched(

@@ -20,12 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from advfusion_cli.data.batch_encoding import (
-    EXAMPLE_COLUMNS,
-    NO_SPAN,
-    encode_columns,
-    example_columns,
-)
+from advfusion_cli.data.batch_encoding import EXAMPLE_COLUMNS, encode_columns, example_columns
 from advfusion_cli.data.cache import DamagedEntry
 from advfusion_cli.data.records import TaskExample
 
@@ -170,18 +165,6 @@ def example_writer(path: Path):
     with ArrowWriter(features=_example_features(), path=str(path)) as writer:
         yield writer.write_batch
         writer.finalize()
-
-
-def stream_columns(rows: Sequence[dict]) -> dict[str, list]:
-    """EXAMPLE_COLUMNS of the {id, prompt, target, inner_span} dicts a task's `stream` writes."""
-    spans = [row["inner_span"] for row in rows]
-    return {
-        "id": [row["id"] for row in rows],
-        "prompt": [row["prompt"] for row in rows],
-        "target": [row["target"] for row in rows],
-        "span_start": [NO_SPAN if s is None else s[0] for s in spans],
-        "span_end": [NO_SPAN if s is None else s[1] for s in spans],
-    }
 
 
 def build_features(

@@ -264,10 +264,13 @@ class PromptWindows:
         `cut`, or -1 for none (the window is then the whole candidate)."""
         return bisect_right(self.bounds, cut - GUARD) - 1
 
+    def _before(self, restart: int) -> int:
+        """The prompt's tokens (specials aside) before restart point `restart` (-1: none)."""
+        return bisect_left(self.starts, self.bounds[restart]) if restart >= 0 else 0
+
     def fixed_tokens(self, restart: int) -> int:
         """Tokens of any candidate cut after that restart point, outside its window."""
-        before = bisect_left(self.starts, self.bounds[restart]) if restart >= 0 else 0
-        return len(self.front_ids) + before + len(self.back_ids)
+        return len(self.front_ids) + self._before(restart) + len(self.back_ids)
 
     def window(self, cut: int, tail: str) -> tuple[int, str]:
         """(restart index, the text to tokenize) for the candidate prompt[:cut] + tail."""
@@ -277,5 +280,5 @@ class PromptWindows:
 
     def ids(self, restart: int, window_ids: list[int]) -> list[int]:
         """The candidate's full ids from its window's ids (tokenized without specials)."""
-        before = bisect_left(self.starts, self.bounds[restart]) if restart >= 0 else 0
+        before = self._before(restart)
         return self.front_ids + self.inner_ids[:before] + list(window_ids) + self.back_ids

@@ -146,8 +146,9 @@ def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, in
     Other tasks are read whole, as `load_examples` does. Either way the rows of a split are
     exactly `load_examples(data, language, split)`, in order, capped with the same sample.
     """
+    from advfusion_cli.data.batch_encoding import row_columns
     from advfusion_cli.data.loader import stream_task
-    from advfusion_cli.data.prepared import example_writer, stream_columns, write_examples
+    from advfusion_cli.data.prepared import example_writer, write_examples
 
     rows_path = folder / ROWS_FILE
     with example_writer(rows_path) as write:
@@ -155,7 +156,7 @@ def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, in
             data.task,
             data.source,
             language,
-            lambda batch: write(stream_columns(batch)),
+            lambda batch: write(row_columns(batch)),
             revision=data.revision,
             **training_load_options(data),
         )
