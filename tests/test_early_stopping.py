@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_workflow_cli import common, run_dirs
+from test_workflow_cli import common, run_dirs, training_hooks
 from test_workflow_cli import world as world  # the module fixture, reused
 from test_workflow_units import _collate, _loss, _Tiny
 
@@ -58,11 +58,8 @@ def _train_on_scripted_eval(
         if step == stop_at:
             trainer.stop.requested = True
 
-    T.AFTER_STEP_HOOKS.append(snapshot)
-    try:
+    with training_hooks(step=[snapshot]):
         result = trainer.run_phase(T.Phase("one", data, data[:4], settings))
-    finally:
-        T.AFTER_STEP_HOOKS.remove(snapshot)
     final = {n: p.detach().clone() for n, p in named.items()}
     return result, snapshots, final, run
 

@@ -13,17 +13,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_workflow_cli import (  # noqa: F401
-    _slot_contributions,
     common,
     ctrl_c_after,
+    fusion_target_per_step,
     run_dirs,
+    training_hooks,
     world,
 )
 
 from advfusion_cli.engine.attention_record import FusionAttentionRecord
 from advfusion_cli.engine.host_io import adapter_tensors
 from advfusion_cli.engine.serialization import ADAPTER_WEIGHTS
-from advfusion_cli.workflows import execute, trainer
 
 PHASES = ("phase1-masked", "phase2-restored")
 
@@ -58,14 +58,11 @@ def test_remove_mode_and_all_languages_in_phase_one(cli, world, tmp_path):  # no
             attention[phase].append(host.routing.recorder.mean())  # (layers, places, N)
             host.routing.recorder = fresh_record(host)
 
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    trainer.AFTER_STEP_HOOKS.append(after_step)
     options = ["--mask-mode", "remove", "--phase1-data", "all"]
     try:
-        result = cli(*common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *options))
+        with training_hooks(setup=[after_setup], step=[after_step]):
+            result = cli(*common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *options))
     finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        trainer.AFTER_STEP_HOOKS.remove(after_step)
         for host in hosts:
             host.routing.recorder = None
     assert result.exit_code == 0, result.stderr
@@ -132,26 +129,9 @@ def test_temperature_counter_survives_ctrl_c_and_resume(cli, world, tmp_path):  
 
 
 def test_advfusion_over_compacter_adapters(cli, world, tmp_path):  # noqa: F811
-    seen: dict[str, list] = {phase: [] for phase in PHASES}
-    hosts = []
-
-    def after_setup(run_plan, trainable):
-        if run_plan.role == "fusion":
-            hosts.append(trainable.host)
-
-    def after_step(phase, step):
-        if hosts and phase in seen:
-            seen[phase].append(_slot_contributions(hosts[0], "ruby"))
-
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    trainer.AFTER_STEP_HOOKS.append(after_step)
-    try:
-        result = cli(
-            *common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", "--kind", "compacter")
-        )
-    finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        trainer.AFTER_STEP_HOOKS.remove(after_step)
+    args = common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", "--kind", "compacter")
+    with fusion_target_per_step(PHASES) as (seen, hosts):
+        result = cli(*args)
     assert result.exit_code == 0, result.stderr
 
     runs = run_dirs(tmp_path)
@@ -159,9 +139,9 @@ def test_advfusion_over_compacter_adapters(cli, world, tmp_path):  # noqa: F811
     host = hosts[0]
     assert host.fused_names == ["java", "ruby"]
     assert host.adapter_config("ruby").kind == host.adapter_config("java").kind == "compacter"
-    for places in seen["phase1-masked"]:
+    for _, places in seen["phase1-masked"]:
         assert places and all(gate == 0.0 and delta == 0.0 for gate, delta in places)
-    for places in seen["phase2-restored"]:
+    for _, places in seen["phase2-restored"]:
         assert all(gate == 1.0 and delta > 0.0 for gate, delta in places)
 
     # Only the fusion trained: the compacter adapters the fusion read are the stored ones.

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import string
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -67,6 +68,26 @@ def write_commits(root, per_language: int = 20) -> None:
                 handle.write(json.dumps(row) + "\n")
 
 
+@contextmanager
+def training_hooks(*, setup=(), step=(), training=()):
+    """A block during which the workflows call these hooks: `setup(run_plan, trainable)`
+    after each run's set-up, `step(phase, step)` after each optimizer step and
+    `training(run_plan, trainable)` after each run's training. Removed afterwards."""
+    lists = (
+        (execute.AFTER_SETUP_HOOKS, setup),
+        (trainer.AFTER_STEP_HOOKS, step),
+        (execute.AFTER_TRAINING_HOOKS, training),
+    )
+    for hooks, added in lists:
+        hooks.extend(added)
+    try:
+        yield
+    finally:
+        for hooks, added in lists:
+            for hook in added:
+                hooks.remove(hook)
+
+
 def ctrl_c_after(cli, args, stop_at):
     """Run the CLI with `args` and press Ctrl-C (a real SIGINT) after step `stop_at`: a
     (phase, step) pair, or a step number in any phase. The run finishes that step, saves a
@@ -76,11 +97,8 @@ def ctrl_c_after(cli, args, stop_at):
         if stop_at in ((phase, step), step):
             os.kill(os.getpid(), signal.SIGINT)
 
-    trainer.AFTER_STEP_HOOKS.append(interrupt)
-    try:
+    with training_hooks(step=[interrupt]):
         stopped = cli(*args)
-    finally:
-        trainer.AFTER_STEP_HOOKS.remove(interrupt)
     assert stopped.exit_code == 130, stopped.stderr[-3000:]
     return stopped
 
@@ -185,17 +203,12 @@ def test_only_the_adapter_trains_and_the_base_stays_byte_identical(cli, world, t
     def after_training(run_plan, trainable):
         seen["after"] = {n: p.detach().clone() for n, p in trainable.model.named_parameters()}
 
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    execute.AFTER_TRAINING_HOOKS.append(after_training)
     # hidden 32: Compacter needs a bottleneck divisible by phm_dim 4
     extra = ["--set", "method.reduction_factor=4"] if kind == "compacter" else []
-    try:
+    with training_hooks(setup=[after_setup], training=[after_training]):
         result = cli(
             *common(world, tmp_path, 3, "train-adapters", "--langs", "ruby", "--kind", kind), *extra
         )
-    finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        execute.AFTER_TRAINING_HOOKS.remove(after_training)
     assert result.exit_code == 0, result.stderr
     assert seen["names"] == seen["requires_grad"] and seen["names"]
     marker = "lora_" if kind == "lora" else ".adapters.ruby."
@@ -279,9 +292,12 @@ def _slot_contributions(host, target):
     return found
 
 
-@pytest.mark.parametrize("reset", [False, True])
-def test_adv_fuse_masks_the_target_in_phase_one_and_restores_it(cli, world, tmp_path, reset):
-    seen: dict[str, list] = {"phase1-masked": [], "phase2-restored": []}
+@contextmanager
+def fusion_target_per_step(phases, target="ruby"):
+    """A block recording, after each optimizer step of `phases` of a fusion run, (the masked
+    languages, `_slot_contributions(host, target)`). Yields (seen: phase -> that list per
+    step, hosts: the fusion host once set up)."""
+    seen: dict[str, list] = {phase: [] for phase in phases}
     hosts = []
 
     def after_setup(run_plan, trainable):
@@ -290,17 +306,18 @@ def test_adv_fuse_masks_the_target_in_phase_one_and_restores_it(cli, world, tmp_
 
     def after_step(phase, step):
         if hosts and phase in seen:
-            seen[phase].append((list(hosts[0].masked), _slot_contributions(hosts[0], "ruby")))
+            seen[phase].append((list(hosts[0].masked), _slot_contributions(hosts[0], target)))
 
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    trainer.AFTER_STEP_HOOKS.append(after_step)
+    with training_hooks(setup=[after_setup], step=[after_step]):
+        yield seen, hosts
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_adv_fuse_masks_the_target_in_phase_one_and_restores_it(cli, world, tmp_path, reset):
     extra = ["--reset-optimizer"] if reset else []
     extra += ["--set", "training.keep_optimizer_state=true"]  # read back below
-    try:
+    with fusion_target_per_step(("phase1-masked", "phase2-restored")) as (seen, _):
         result = cli(*common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *extra))
-    finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        trainer.AFTER_STEP_HOOKS.remove(after_step)
     assert result.exit_code == 0, result.stderr
     assert len(seen["phase1-masked"]) == 2 and len(seen["phase2-restored"]) == 2  # 4 = 2 + 2
     for masked, places in seen["phase1-masked"]:

@@ -12,7 +12,7 @@ import json
 import weakref
 
 import pytest
-from test_workflow_cli import common, ctrl_c_after
+from test_workflow_cli import common, ctrl_c_after, training_hooks
 from test_workflow_cli import world as world  # the module fixture, reused
 
 
@@ -100,8 +100,6 @@ def test_adv_fuse_phase_two_holds_one_copy_of_optimizer_state(cli, world, tmp_pa
     """Phase 2 trains with one optimizer state: phase 1's is handed over (carry) or freed
     (reset), also when phase 2 resumes from its own checkpoint."""
 
-    from advfusion_cli.workflows import execute, trainer
-
     extra = ["--reset-optimizer"] if case == "reset-optimizer" else []
     args = common(world, tmp_path, 4, "adv-fuse", "--langs", "java,ruby", *extra)
     fusion: dict = {}
@@ -115,16 +113,11 @@ def test_adv_fuse_phase_two_holds_one_copy_of_optimizer_state(cli, world, tmp_pa
         if phase == "phase2-restored" and step == 2 and fusion:  # one scan: it is slow
             strays.append(stray_moment_copies(fusion["params"]))
 
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    trainer.AFTER_STEP_HOOKS.append(after_step)
-    try:
+    with training_hooks(setup=[after_setup], step=[after_step]):
         if case == "carry-resumed":
             ctrl_c_after(cli, args, ("phase2-restored", 1))
             strays.clear()  # measure the resumed session
         result = cli(*args)
-    finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        trainer.AFTER_STEP_HOOKS.remove(after_step)
     assert result.exit_code == 0, result.stderr
     assert strays and max(strays) == 0, strays
 
@@ -146,7 +139,6 @@ def test_retention_keeps_n_checkpoints_drops_finished_optimizer_state_and_plans_
     import re
 
     from advfusion_cli.workflows import checkpoint as ckpt
-    from advfusion_cli.workflows import execute, trainer
 
     args = common(world, tmp_path, 4, "train-adapters", "--langs", "ruby")
     args += ["--set", "training.save_every_steps=1", "--set", f"training.keep_checkpoints={keep}"]
@@ -166,14 +158,8 @@ def test_retention_keeps_n_checkpoints_drops_finished_optimizer_state_and_plans_
             sizes.append(sum((latest / name).stat().st_size for name in files))
 
     count_hook = _step_checkpoint_counts(runs, counts)
-    execute.AFTER_SETUP_HOOKS.append(after_setup)
-    trainer.AFTER_STEP_HOOKS.extend([count_hook, checkpoint_bytes])
-    try:
+    with training_hooks(setup=[after_setup], step=[count_hook, checkpoint_bytes]):
         result = cli(*args)
-    finally:
-        execute.AFTER_SETUP_HOOKS.remove(after_setup)
-        trainer.AFTER_STEP_HOOKS.remove(count_hook)
-        trainer.AFTER_STEP_HOOKS.remove(checkpoint_bytes)
     assert result.exit_code == 0, result.stderr
     assert counts == [1, min(2, keep), min(3, keep), min(3, keep)], counts
     assert not list((runs[0] / "checkpoints" / "adapter").glob("step-*"))  # "end" replaced them
