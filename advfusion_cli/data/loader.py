@@ -133,6 +133,11 @@ def load_task(
     return TaskData(examples=kept, stats=stats)
 
 
+def can_stream(task: str) -> bool:
+    """Whether `stream_task` serves this task (its examples need not be held as a list)."""
+    return get_task(task).stream is not None
+
+
 def stream_task(
     task: str,
     source: str,
@@ -141,15 +146,15 @@ def stream_task(
     *,
     revision: str | None = None,
     **options: Any,
-) -> list[str] | None:
+) -> list[str]:
     """Every example of one language that `load_task(..., split="all")` would give, handed to
     `write` in batches (see TaskSpec.stream) instead of returned; the split of each one.
-    None, with nothing written, when the task has no streaming reader."""
+    Only for tasks that `can_stream`."""
     spec, request, opts, resolved = _resolve(
         task, source, [language], SPLITS, False, options, revision
     )
     if spec.stream is None:
-        return None
+        raise ValueError(f"task '{spec.name}' has no streaming reader")
     stats = DataStats(task=spec.name, source=resolved.label)
     return spec.stream(resolved.root, request, opts, Diagnostics(), stats, write)
 

@@ -147,28 +147,20 @@ def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, in
     exactly `load_examples(data, language, split)`, in order, capped with the same sample.
     """
     from advfusion_cli.data.batch_encoding import row_columns
-    from advfusion_cli.data.loader import stream_task
+    from advfusion_cli.data.loader import can_stream, stream_task
     from advfusion_cli.data.prepared import example_writer, write_examples
 
     rows_path = folder / ROWS_FILE
-    with example_writer(rows_path) as write:
-        splits = stream_task(
-            data.task,
-            data.source,
-            language,
-            lambda batch: write(row_columns(batch)),
-            revision=data.revision,
-            **training_load_options(data),
-        )
-    if splits is None:  # no streaming reader: write the loaded (capped) examples
-        loaded = {split: load_examples(data, language, split) for split in SPLITS}
-        write_examples([*loaded["train"], *loaded["validation"]], rows_path)
-        n_train = len(loaded["train"])
-        indices = {
-            "train": list(range(n_train)),
-            "validation": list(range(n_train, n_train + len(loaded["validation"]))),
-        }
-    else:
+    if can_stream(data.task):
+        with example_writer(rows_path) as write:
+            splits = stream_task(
+                data.task,
+                data.source,
+                language,
+                lambda batch: write(row_columns(batch)),
+                revision=data.revision,
+                **training_load_options(data),
+            )
         by_split = {split: [] for split in SPLITS}
         for row, split in enumerate(splits):
             if split in by_split:
@@ -178,6 +170,14 @@ def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, in
         indices = {
             "train": _cap(by_split["train"], data.max_train_records, data.split_seed),
             "validation": _cap(by_split["validation"], data.max_eval_records, data.split_seed),
+        }
+    else:  # no streaming reader: write the loaded (capped) examples
+        loaded = {split: load_examples(data, language, split) for split in SPLITS}
+        write_examples([*loaded["train"], *loaded["validation"]], rows_path)
+        n_train = len(loaded["train"])
+        indices = {
+            "train": list(range(n_train)),
+            "validation": list(range(n_train, n_train + len(loaded["validation"]))),
         }
     (folder / INDICES_FILE).write_text(json.dumps(indices))
     return {split: len(indices[split]) for split in SPLITS}
