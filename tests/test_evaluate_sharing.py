@@ -1,0 +1,138 @@
+"""The pieces that make N processes give what one gives: the batch plan and its shares
+(whole batches, dealt round-robin, re-planned alone into the same batches), per-candidate
+sampling streams (a written-out sampler gives the same tokens; the batch does not matter),
+and the shared counters of the progress line."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from test_evaluate_support import make_model
+
+from advfusion_cli.data.encoding import DroppedExample, encode_prompt_for_generation
+from advfusion_cli.data.records import TaskExample
+from advfusion_cli.evaluate.distributed import batch_plan, process_share
+from advfusion_cli.evaluate.processes import EvalWorld, SharedCounters
+from advfusion_cli.inference.generation import DecodingSettings, StopRule, generate_completions
+from advfusion_cli.inference.sampling import candidate_seed
+
+PROMPTS = ["def add(a, b):\n", "x = 1\n", "print(2)\n", "class A:\n", "y", "for i in range(3):\n"]
+
+
+def features(lengths: list[int | None]) -> list:
+    """Encoded prompts of these token counts (None: a prompt that did not fit)."""
+    return [DroppedExample("too long") if n is None else {"input_ids": [0] * n} for n in lengths]
+
+
+def test_the_plan_takes_the_longest_prompts_first_and_leaves_dropped_ones_out():
+    plan = batch_plan(features([3, 9, None, 5, 9, 1, 4]), batch_size=2)
+    assert plan == [[1, 4], [3, 6], [0, 5]]  # 9, 9 (ties keep their order), 5, 4, 3, 1
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_shares_split_the_pending_batches_and_replan_into_the_same_batches(size):
+    lengths = [7, 3, 3, 8, 1, 6, 6, 2, 9, 5, 4]
+    plan = batch_plan(features(lengths), batch_size=3)
+    done = set(plan[1])  # a batch journaled before an interruption
+    shares = [process_share(plan, done, rank, size) for rank in range(size)]
+    pending = [b for b in plan if b != plan[1]]
+    assert sorted(i for share in shares for i in share) == sorted(i for b in pending for i in b)
+    for rank, share in enumerate(shares):
+        assert share == sorted(i for b in pending[rank::size] for i in b)
+        # A share planned alone (as its process plans it) gives exactly its batches.
+        alone = batch_plan(features([lengths[i] for i in share]), batch_size=3)
+        assert [[share[p] for p in batch] for batch in alone] == pending[rank::size]
+
+
+def test_a_candidate_seed_is_the_documented_digest():
+    digest = hashlib.sha256(b"advfusion-sample/5/MultilingualTrans:test:17/2").digest()
+    expected = int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    assert candidate_seed(5, "MultilingualTrans:test:17", 2) == expected
+    assert candidate_seed(5, "a", 0) != candidate_seed(5, "a", 1) != candidate_seed(6, "a", 1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = make_model(tmp_path_factory.mktemp("sampling-model"), seed=3)
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(
+        folder
+    )
+
+
+def examples(prompts=PROMPTS) -> list[TaskExample]:
+    return [TaskExample(f"e{i}", "code-generation", "python", p, "") for i, p in enumerate(prompts)]
+
+
+@torch.no_grad()
+def sampled_reference(model, tokenizer, example, seed, candidate, temperature, steps):
+    """Sampling written out: full forward, no cache, logits / T, softmax, one uniform draw
+    from the candidate's own generator, the first token whose cumulative mass exceeds it."""
+    ids = encode_prompt_for_generation(tokenizer, example)["input_ids"]
+    generator = torch.Generator().manual_seed(candidate_seed(seed, example.id, candidate))
+    new: list[int] = []
+    for _ in range(steps):
+        logits = model(torch.tensor([ids + new])).logits[0, -1].float()
+        probs = torch.softmax(logits / temperature, dim=-1).double()
+        cdf = probs.cumsum(-1)
+        draw = float(torch.rand(1, generator=generator, dtype=torch.float64)) * float(cdf[-1])
+        token = int((cdf <= draw).sum())
+        new.append(token)
+        if token == tokenizer.eos_token_id:
+            break
+    return StopRule().apply(tokenizer.decode(new, skip_special_tokens=True))
+
+
+def test_sampling_draws_each_candidate_from_its_own_stream(tiny):
+    model, tokenizer = tiny
+    settings = DecodingSettings(max_new_tokens=6, n=3, temperature=0.8, seed=4, batch_size=4)
+    batched = generate_completions(model, tokenizer, examples(), settings, StopRule())
+    for example, completion in zip(examples(), batched, strict=True):
+        expected = [sampled_reference(model, tokenizer, example, 4, j, 0.8, 6) for j in range(3)]
+        assert completion.texts == expected
+    assert len({t for c in batched for t in c.texts}) > len(PROMPTS)  # really sampled
+
+
+def test_sampled_candidates_do_not_depend_on_the_batch(tiny):
+    model, tokenizer = tiny
+    settings = DecodingSettings(max_new_tokens=6, n=2, temperature=1.0, seed=9, batch_size=4)
+    whole = generate_completions(model, tokenizer, examples(), settings, StopRule())
+    one_by_one = DecodingSettings(max_new_tokens=6, n=2, temperature=1.0, seed=9, batch_size=1)
+    alone = generate_completions(model, tokenizer, examples(), one_by_one, StopRule())
+    part = generate_completions(model, tokenizer, examples()[3:], settings, StopRule())
+    assert [c.texts for c in alone] == [c.texts for c in whole]
+    assert [c.texts for c in part] == [c.texts for c in whole[3:]]
+
+
+class FakeStore:
+    """The key-value store's `add` (what torch.distributed's stores offer)."""
+
+    def __init__(self):
+        self.values: dict[str, int] = {}
+
+    def add(self, key: str, amount: int) -> int:
+        self.values[key] = self.values.get(key, 0) + amount
+        return self.values[key]
+
+
+def test_counters_add_up_over_processes_through_the_store():
+    store = FakeStore()
+    main = SharedCounters("eval/1", ("items", "tokens"), store)
+    other = SharedCounters("eval/1", ("items", "tokens"), store)
+    main.add("items", 2)
+    other.add("items", 3)
+    other.add("tokens", 40)
+    assert main.read() == {"items": 5, "tokens": 40}
+    alone = SharedCounters("eval/2", ("items",))
+    alone.add("items", 4)
+    assert alone.read() == {"items": 4}
+
+
+def test_one_process_is_its_own_world():
+    world = EvalWorld()
+    assert world.is_main and not world.distributed
+    assert world.broadcast({"a": 1}) == {"a": 1} and world.all_gather(3) == [3]
+    world.barrier()
