@@ -231,6 +231,7 @@ def generate_completions(
     on_results: Callable[[list[tuple[int, Completion]]], None] | None = None,
     autocast: torch.dtype | None = None,
     stats: GenerationStats | None = None,
+    stream_keys: Sequence[str] | None = None,
 ) -> list[Completion]:
     """One Completion per example, in the examples' order.
 
@@ -242,7 +243,8 @@ def generate_completions(
     `done` holds completions from an interrupted evaluation (by example index): those rows
     are skipped and the rest are batched exactly as an unbroken run batches them.
     Sampled candidates come from one random stream per (seed, item id, candidate)
-    (inference/sampling.py), so they do not depend on the batch, the process or a resume.
+    (inference/sampling.py), so they do not depend on the batch, the process or a resume;
+    `stream_keys` replaces the item ids as the streams' keys (one per example).
     `on_results` receives each finished sub-batch as [(index, completion)], for journaling.
     `autocast` runs the forward passes under that dtype (CUDA bf16; None = as loaded). On
     CUDA out-of-memory the batch size halves and generation continues (`stats` counts it).
@@ -250,6 +252,7 @@ def generate_completions(
     from advfusion_cli.inference.precision import inference_autocast
 
     done = dict(done or {})
+    keys = list(stream_keys) if stream_keys is not None else [e.id for e in examples]
     stats = stats if stats is not None else GenerationStats(settings.batch_size)
     max_positions = model_max_positions(model)
     features = encode_prompts(
@@ -279,7 +282,7 @@ def generate_completions(
         attention_mask = expand_rows(batch["attention_mask"], settings.n).to(device)
         processors = None
         if settings.sampling:  # candidate j of item X: its own stream, whatever the batch
-            seeds = row_seeds(settings.seed, [examples[i].id for i in indices], settings.n)
+            seeds = row_seeds(settings.seed, [keys[i] for i in indices], settings.n)
             processors = sampler_processors(
                 seeds, settings.temperature, settings.top_k, settings.top_p
             )
