@@ -196,6 +196,7 @@ def evaluate(
         items = select_items(data, target, request.split, request.limit, request.seed)
     prompts = one_shot(items, data, target, request.seed) if ref.method == "base-1shot" else items
     loaded = _load(ref, spec)
+    world.barrier()  # every process has its model: generation starts together
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
