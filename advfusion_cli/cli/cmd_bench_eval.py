@@ -38,7 +38,10 @@ def bench_eval(
     from advfusion_cli.cli.cmd_bench import check_json_path
     from advfusion_cli.errors import UserError
 
-    for name, value in (("--limit", limit), ("--max-new-tokens", max_new_tokens)):
+    if processes < 2:
+        raise UserError(f"--processes must be >= 2 (it is compared with one), got {processes}.")
+    sizes = (("--limit", limit), ("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size))
+    for name, value in sizes:
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}.")
     if json_path is not None:
