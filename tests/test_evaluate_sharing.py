@@ -15,7 +15,13 @@ from advfusion_cli.data.encoding import DroppedExample, encode_prompt_for_genera
 from advfusion_cli.data.records import TaskExample
 from advfusion_cli.evaluate.distributed import batch_plan, process_share
 from advfusion_cli.evaluate.processes import EvalWorld, SharedCounters
-from advfusion_cli.inference.generation import DecodingSettings, StopRule, generate_completions
+from advfusion_cli.inference.generation import (
+    DecodingSettings,
+    StopRule,
+    encode_prompts,
+    generate_completions,
+    model_max_positions,
+)
 from advfusion_cli.inference.sampling import candidate_seed
 
 PROMPTS = ["def add(a, b):\n", "x = 1\n", "print(2)\n", "class A:\n", "y", "for i in range(3):\n"]
@@ -136,3 +142,100 @@ def test_one_process_is_its_own_world():
     assert world.is_main and not world.distributed
     assert world.broadcast({"a": 1}) == {"a": 1} and world.all_gather(3) == [3]
     world.barrier()
+
+
+def _generate_items(model, tokenizer, folder, feed_factory=None, batch_size=2):
+    from advfusion_cli.evaluate.distributed import generate_items
+    from advfusion_cli.evaluate.progress import NullEvalProgress
+
+    items = examples()
+    return generate_items(
+        EvalWorld(),
+        folder,
+        "key",
+        [e.id for e in items],
+        items,
+        model,
+        tokenizer,
+        DecodingSettings(max_new_tokens=4, batch_size=batch_size),
+        StopRule(),
+        max_prompt_tokens=4096,
+        autocast=None,
+        progress=NullEvalProgress(),
+        feed_factory=feed_factory,
+    )
+
+
+def test_finished_batches_reach_the_feed_while_later_batches_generate(tiny, tmp_path, monkeypatch):
+    model, tokenizer = tiny
+    events: list[tuple] = []
+    real_generate = model.generate
+
+    def recording_generate(*args, **kwargs):
+        events.append(("generate", kwargs["input_ids"].shape[0]))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+
+    class RecordingFeed:  # any feed: submit per item, results at the end
+        def __init__(self, on_executed):
+            self.on_executed = on_executed
+
+        def submit(self, index, candidates):
+            events.append(("submit", index))
+            self.on_executed(1)
+
+        def results(self):
+            return {index: f"verdict {index}" for kind, index in events if kind == "submit"}
+
+        def close(self):
+            events.append(("close",))
+
+    outcome = _generate_items(model, tokenizer, tmp_path, RecordingFeed)
+    kinds = [event[0] for event in events]
+    # 6 prompts, batches of 2: each batch's items are submitted before the next batch runs
+    assert kinds == ["generate", "submit", "submit"] * 3 + ["close"]
+    assert outcome.executions == {i: f"verdict {i}" for i in range(len(PROMPTS))}
+    alone = generate_completions(
+        model, tokenizer, examples(), DecodingSettings(max_new_tokens=4, batch_size=2), StopRule()
+    )
+    assert [c.texts for c in outcome.completions] == [c.texts for c in alone]
+    assert outcome.stats == {"batch_size": 2, "oom_backoffs": 0, "resumed_items": 0}
+
+
+def test_journals_of_other_processes_are_resumed_by_one(tiny, tmp_path):
+    """Three processes journaled a batch each (one with a torn tail) before a kill: one
+    process reads all three, generates only the rest, and ends with the unbroken result."""
+    from advfusion_cli.evaluate.journal import GenerationJournal, journal_name
+
+    model, tokenizer = tiny
+    unbroken = _generate_items(model, tokenizer, tmp_path / "unbroken")
+    ids = [e.id for e in examples()]
+    features = encode_prompts(tokenizer, examples(), 4096, 4, model_max_positions(model))
+    plan = batch_plan(features, 2)  # what every process plans
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    for rank in (1, 2):  # process r had generated batch r - 1 (round-robin: its first)
+        journal = GenerationJournal.open(folder, "key", ids, name=journal_name(rank))
+        journal.append([(i, unbroken.completions[i]) for i in plan[rank - 1]])
+    with (folder / journal_name(2)).open("a") as handle:
+        handle.write('{"index": 0, "texts": ["to')  # killed in the middle of a write
+    GenerationJournal.open(folder, "other settings", ids, name=journal_name(3)).append(
+        [(i, unbroken.completions[i]) for i in plan[2]]
+    )  # another evaluation's journal: ignored and removed
+    generated = []
+    real_append = GenerationJournal.append
+
+    def counting(self, finished):
+        generated.extend(i for i, _ in finished)
+        real_append(self, finished)
+
+    GenerationJournal.append = counting
+    try:
+        resumed = _generate_items(model, tokenizer, folder)
+    finally:
+        GenerationJournal.append = real_append
+    assert sorted(generated) == sorted(plan[2])  # only the batch nobody had journaled
+    assert resumed.stats["resumed_items"] == 4
+    assert [c.texts for c in resumed.completions] == [c.texts for c in unbroken.completions]
+    assert not (folder / journal_name(3)).exists()
