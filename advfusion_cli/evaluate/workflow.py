@@ -1,8 +1,10 @@
 """`advfusion evaluate`: generate on a test split, score with the paper's metrics, record everything.
 
-    select items (seeded, --limit) -> load the run as trained -> batched generation
-    -> text metrics (exact variants) -> structure (translation) -> pass@k in the sandbox
-    (code generation) -> fusion attention (fusion runs) -> predictions.jsonl + metrics.json
+    select items (seeded, --limit) -> load the run as trained -> batched generation, split
+    across the processes of `accelerate launch` (evaluate/distributed.py), candidates run in
+    the sandbox as their batch finishes (code generation, evaluate/overlap.py)
+    -> on the main process: text metrics (exact variants) -> structure (translation)
+    -> pass@k -> fusion attention (fusion runs) -> predictions.jsonl + metrics.json
 
 An evaluation lives in `<run>/evals/<split>-<limit>-<decoding>/` (the base model's under
 `<workdir>/evals/<method>-<target>-<hash8>/...`) and is reused when asked again with the
@@ -228,23 +230,15 @@ def evaluate(
     timings["generation_s"] = round(time.perf_counter() - started, 3)
     if not world.is_main:  # the main process scores and writes; the others get its record
         record = world.broadcast(None)
+        if record is None:
+            raise UserError(
+                "The main process stopped before writing the evaluation (its error says why)."
+            )
         return EvaluationResult(folder, record)
+    generated = _Generated(loaded, items, prompts, rule, autocast, outcome)
     try:
         result = _finish(
-            ref,
-            request,
-            spec,
-            folder,
-            loaded,
-            items,
-            prompts,
-            outcome,
-            rule,
-            autocast,
-            execution,
-            with_tests,
-            timings,
-            progress,
+            ref, request, spec, folder, generated, execution, with_tests, timings, progress
         )
     except BaseException:
         world.broadcast(None)  # the others stop waiting; this process raises
@@ -253,25 +247,26 @@ def evaluate(
     return result
 
 
+@dataclass
+class _Generated:
+    """What generation left for the main process to score."""
+
+    loaded: object
+    items: list
+    prompts: list
+    rule: object
+    autocast: object
+    outcome: object  # distributed.GenerationOutcome
+
+
 def _finish(
-    ref,
-    request,
-    spec,
-    folder,
-    loaded,
-    items,
-    prompts,
-    outcome,
-    rule,
-    autocast,
-    execution,
-    with_tests,
-    timings,
-    progress,
+    ref, request, spec, folder, generated: _Generated, execution, with_tests, timings, progress
 ) -> EvaluationResult:
     """The main process: score the gathered completions, write the files."""
     from advfusion_cli.evaluate.examples import ids_digest
 
+    loaded, items, prompts = generated.loaded, generated.items, generated.prompts
+    rule, autocast, outcome = generated.rule, generated.autocast, generated.outcome
     data, target = spec.data, spec.data.target
     completions = outcome.completions
     references = [e.target for e in items]
