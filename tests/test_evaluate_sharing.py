@@ -144,11 +144,11 @@ def test_one_process_is_its_own_world():
     world.barrier()
 
 
-def _generate_items(model, tokenizer, folder, feed_factory=None, batch_size=2):
+def _generate_items(model, tokenizer, folder, feed_factory=None, batch_size=2, items=None):
     from advfusion_cli.evaluate.distributed import generate_items
     from advfusion_cli.evaluate.progress import NullEvalProgress
 
-    items = examples()
+    items = items or examples()
     return generate_items(
         EvalWorld(),
         folder,
@@ -201,6 +201,28 @@ def test_finished_batches_reach_the_feed_while_later_batches_generate(tiny, tmp_
     )
     assert [c.texts for c in outcome.completions] == [c.texts for c in alone]
     assert outcome.stats == {"batch_size": 2, "oom_backoffs": 0, "resumed_items": 0}
+
+
+class KeepingFeed:
+    def __init__(self, on_executed):
+        self.submitted: dict[int, list[str]] = {}
+
+    def submit(self, index, candidates):
+        self.submitted[index] = list(candidates)
+
+    def results(self):
+        return {index: len(texts) for index, texts in self.submitted.items()}
+
+    def close(self): ...
+
+
+def test_a_prompt_that_cannot_fit_still_reaches_the_feed(tiny, tmp_path):
+    """Its empty answer must get a verdict too (it fails without running), as every item's."""
+    model, tokenizer = tiny
+    long = TaskExample("long", "code-generation", "python", "y" * 600, "")  # > 512 positions
+    outcome = _generate_items(model, tokenizer, tmp_path, KeepingFeed, items=[*examples(), long])
+    assert outcome.completions[-1].dropped == "prompt too long"
+    assert outcome.executions == {i: 1 for i in range(len(PROMPTS) + 1)}
 
 
 def test_journals_of_other_processes_are_resumed_by_one(tiny, tmp_path):

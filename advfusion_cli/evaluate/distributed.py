@@ -172,6 +172,9 @@ def generate_items(
                 time.sleep(WAIT_POLL_S)
         progress.end()
         generated = {i: c for i, c in zip(share, results, strict=True) if i not in done}
+        if feed is not None:  # dropped prompts never reach `finished`: their empty answers
+            for index in dropped if world.is_main else ():
+                feed.submit(index, generated[index].texts)
         executions = feed.results() if feed is not None else {}
     finally:
         if feed is not None:
