@@ -21,6 +21,16 @@ def evaluations(run_path: Path) -> list[dict]:
     return found
 
 
+def _method_note(method: str) -> str:
+    if method.startswith("advfusion"):
+        return (
+            "AdvFusion trained this fusion in two phases (the target adapter masked, then "
+            "restored); what it saved is an ordinary AdapterFusion over all the adapters, which "
+            "the `adapters` library runs as it is.\n\n"
+        )
+    return ""
+
+
 def _metrics_table(records: list[dict]) -> str:
     if not records:
         return "No evaluation of this run was found (`advfusion evaluate --run <run>` adds one).\n"
@@ -56,12 +66,12 @@ def model_card(
     return f"""---
 library_name: {"adapters" if fmt == "adapters" else "peft"}
 base_model: {base}
-tags: [advfusion, {method}, {", ".join(languages)}]
+tags: [{", ".join(dict.fromkeys(["advfusion", method, *languages]))}]
 ---
 
 # {title}
 
-{origin}| | |
+{origin}{_method_note(method)}| | |
 |---|---|
 | method | {method} |
 | base model | `{base}` |
