@@ -287,3 +287,21 @@ def test_adv_fuse_over_imported_adapters_end_to_end(cli, tmp_path):
         _final_tensors(run), _final_tensors(only_run(tmp_path / "w2", "advfusion-ruby-imported-"))
     )
     shutil.rmtree(tmp_path / "engine")
+
+
+def test_model_card_lists_the_run_evaluations(cli, tmp_path):
+    workdir = tmp_path / "w"
+    base = fixture("llama", "base")
+    assert cli(*import_args(fixture("llama", "seq_bn"), base, workdir, "--as", "go")).exit_code == 0
+    run = only_run(workdir, "task-adapter-go-imported-")
+    evals = run / "evals" / "test-100-greedy-512"
+    evals.mkdir(parents=True)
+    record = {"n_items": 100, "scores": {"bleu4_smooth_13a_corpus": 0.1234, "pass@1": 0.25}}
+    (evals / "metrics.json").write_text(json.dumps(record))
+    out = tmp_path / "out"
+    assert cli("export", str(out), "--run", str(run), "--format", "adapters").exit_code == 0
+    card = (out / "README.md").read_text()
+    assert "| test-100-greedy-512 | 100 | bleu4_smooth_13a_corpus | 0.1234 |" in card
+    assert "| test-100-greedy-512 | 100 | pass@1 | 0.2500 |" in card
+    assert f"Imported into advfusion from `{fixture('llama', 'seq_bn').resolve()}`" in card
+    assert 'model.load_adapter(".", set_active=True, use_safetensors=True)' in card
