@@ -245,6 +245,11 @@ def test_adv_fuse_over_imported_adapters_end_to_end(cli, tmp_path):
         "training.batch_size": 2,
     }.items():
         fuse += ["--set", f"{key}={value}"]
+    # train-adapters leaves an imported adapter where it is: a new one goes to its own slot.
+    train = cli("train-adapters", "--langs", "python", *fuse[6:], "--dry-run")
+    assert train.exit_code == 0, train.stderr
+    flat = " ".join(train.stdout.replace("│", " ").split())
+    assert "was imported from" in flat and "it is kept" in flat, train.stdout
     plan = cli(*fuse, "--dry-run")
     assert plan.exit_code == 0, plan.stderr
     assert plan.stdout.count("imported from") == 2, plan.stdout

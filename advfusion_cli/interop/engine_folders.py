@@ -53,6 +53,28 @@ def expected_fusion_shapes(
     }
 
 
+def check_adapter(
+    source: Path, config: AdapterConfig, tensors: dict[str, Tensor], base: dict[str, Any]
+) -> None:
+    """Every tensor the config needs on this base, with its shape, and nothing else."""
+    expected = expected_adapter_shapes(config, int(base["hidden_size"]), int(base["num_layers"]))
+    check_tensors(source, tensors, expected)
+
+
+def check_fusion(
+    source: Path,
+    config: FusionConfig,
+    tensors: dict[str, Tensor],
+    n_adapters: int,
+    places,
+    base: dict[str, Any],
+) -> None:
+    expected = expected_fusion_shapes(
+        config, int(base["hidden_size"]), n_adapters, places, int(base["num_layers"])
+    )
+    check_tensors(source, tensors, expected)
+
+
 def write_adapter(
     folder: Path,
     name: str,
@@ -63,8 +85,7 @@ def write_adapter(
     source: Path,
 ) -> None:
     """adapter.safetensors + adapter_config.json, after checking every name and shape."""
-    expected = expected_adapter_shapes(config, int(base["hidden_size"]), int(base["num_layers"]))
-    check_tensors(source, tensors, expected)
+    check_adapter(source, config, tensors, base)
     folder.mkdir(parents=True, exist_ok=True)
     write_tensors(folder / ADAPTER_WEIGHTS, tensors)
     write_json(
@@ -91,10 +112,7 @@ def write_fusion(
     base: dict[str, Any],
     source: Path,
 ) -> None:
-    expected = expected_fusion_shapes(
-        config, int(base["hidden_size"]), len(names), places, int(base["num_layers"])
-    )
-    check_tensors(source, tensors, expected)
+    check_fusion(source, config, tensors, len(names), places, base)
     folder.mkdir(parents=True, exist_ok=True)
     write_tensors(folder / FUSION_WEIGHTS, tensors)
     write_json(

@@ -129,10 +129,18 @@ class _Planned:
 def _plan_run(
     workdir: Workdir, role: str, spec, label: str, imported: dict, build_final, what: str, **kw
 ) -> _Planned:
-    from advfusion_cli.workflows.stages import identity as spec_identity
     from advfusion_cli.workflows.stages import method_label
 
-    identity = {"imported": imported, "spec": spec_identity(spec)}
+    # What the import is: its source files and where it goes (not a training spec, so the
+    # identity stays the same whatever training settings the spec's defaults carry).
+    identity = {
+        "imported": imported,
+        "model": {"name_or_path": spec.model.name_or_path, "quantization": spec.model.quantization},
+        "task": spec.data.task,
+        "languages": list(spec.data.languages),
+        "target": spec.data.target,
+        "method": spec.method.model_dump(mode="json"),
+    }
     run = workdir.run(make_run_id(method_label(spec), f"{label}-imported", identity))
     return _Planned(role, spec, identity, run, build_final, what, **kw)
 
@@ -175,6 +183,8 @@ def _adapter_plan(
         str(folder), base, imported.model_type, imported.hidden_size, imported.num_layers
     )
     config = imported.config
+    fp = base.fingerprint
+    engine_folders.check_adapter(weights, config, imported.tensors, fp)  # before any write
     spec = _spec(options, _method_of(config), [language], language)
 
     def build(final: Path) -> None:
@@ -279,6 +289,9 @@ def _plans_for_setup(
         read_weights(fusion_weights),
         places,
         base.fingerprint["num_layers"],
+    )
+    engine_folders.check_fusion(
+        fusion_weights, fusion.config, fusion.tensors, len(names), places, base.fingerprint
     )
     if fusion.names != names:
         raise UserError(

@@ -158,8 +158,12 @@ def _adapter_run(
     if state == RESUME:
         run_identity.check_process_count(run, world)
     match = stages.match_adapter(workdir, stage, language, stage.method.name, wanted)
-    if match.mismatch:
-        note = "; ".join(filter(None, [match.mismatch, note]))
+    mismatch = match.mismatch
+    source = imported_from(stages.store_folder(workdir, stage, language, stage.method.name))
+    if mismatch and source:  # an imported adapter has no training spec to compare
+        mismatch = f"stored {language} adapter was imported from {source}; it is kept"
+    if mismatch:
+        note = "; ".join(filter(None, [mismatch, note]))
     n_train = counts[language].get("train", 0)
     budget = stage.training.budget
     phase = PhasePlan(
