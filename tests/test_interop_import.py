@@ -228,3 +228,14 @@ def test_store_slot_holding_another_adapter_needs_force(cli, tmp_path):
     forced = cli(*import_args(other, base, tmp_path, "--as", "go", "--force"))
     assert forced.exit_code == 0, forced.stderr
     assert snapshot(store) != before
+
+
+def test_setup_only_options_are_refused_for_one_adapter(cli, tmp_path):
+    base = fixture("llama", "base")
+    _refused(
+        cli,
+        tmp_path,
+        ["import", str(fixture("llama", "seq_bn")), "--base", str(base), "--method", "advfusion"],
+        "--method",
+        "one adapter",
+    )

@@ -462,6 +462,11 @@ def import_path(path: Path, options: ImportOptions) -> ImportResult:
 
     path = Path(path).expanduser()
     kind = detect.kind_of(path, options.expected_format)
+    if kind != detect.ADAPTERS_SETUP and (options.method or options.names):
+        flag = "--method" if options.method else "--names"
+        raise UserError(
+            f"{flag} applies to an adapter setup with a fusion; '{path}' holds one adapter."
+        )
     base = read_base(options.base)
     workdir = Workdir(Path(options.workdir or OutputSpec.model_fields["workdir"].default))
     if kind == detect.ADAPTERS_SETUP:
