@@ -81,6 +81,23 @@ def test_imported_fusion_matches_the_library_unmasked_and_masked(cli, tmp_path, 
     assert snapshot(tmp_path / "runs", tmp_path / "adapters") == before
 
 
+def test_imported_compacter_fusion_matches_the_library(cli, tmp_path):
+    """AdvFusion-Compacter's layout: a fusion after attention and after the MLP of every layer."""
+    golden = golden_logits("llama")
+    names = "c_python=python,c_java=java,c_ruby=ruby"
+    args = import_args(fixture("llama", "compacter_setup"), fixture("llama", "base"), tmp_path)
+    result = cli(*args, "--as", "ruby", "--names", names, "--method", "advfusion")
+    assert result.exit_code == 0, result.stderr
+    run = only_run(tmp_path, "advfusion-compacter-ruby-imported-")
+    model = load_fixture_base("llama")
+    host = host_with_run(model, run)
+    assert list(host.fusion_state.places) == ["attn", "mlp"]
+    assert (golden["compacter_fusion"] - golden["base"]).abs().max() > 0.1
+    torch.testing.assert_close(
+        logits_of(model, golden["input_ids"]), golden["compacter_fusion"], rtol=0, atol=TOLERANCE
+    )
+
+
 def test_setup_adapters_with_other_names_map_to_languages(cli, tmp_path):
     setup = tmp_path / "setup"
     import shutil
