@@ -61,6 +61,7 @@ def test_imported_fusion_matches_the_library_unmasked_and_masked(cli, tmp_path, 
     result = cli(*args, "--method", "advfusion")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count("task-adapter-") == 3, result.stdout
+    assert result.stdout.count("prediction head is not imported") == 3, result.stdout
     run = only_run(tmp_path, "advfusion-ruby-imported-")
     model = load_fixture_base(arch)
     host = host_with_run(model, run)

@@ -210,6 +210,10 @@ def _adapter_plan(
         language=language,
         notes=list(imported.notes),
     )
+    if (folder / "head_config.json").is_file():  # save_adapter's with_head=True default
+        planned.notes.append(
+            "the saved prediction head is not imported (the base's LM head is used)"
+        )
     planned.store = _store_slot(workdir, spec, language, config.kind)
     return planned, config.kind
 
