@@ -124,3 +124,24 @@ def test_completion_files_made_elsewhere_are_executed_as_given(cli, tmp_path, la
 
 def row_wrong_tail(lang: str) -> str:
     return "(error 'no))\n(" if lang == "rkt" else "error('x')"
+
+
+def test_compare_evaluates_every_method_on_the_benchmark(cli, tmp_path):
+    if find_multiple_toolchain("lua") is None:
+        pytest.skip(install_hint(MULTIPL_E_LANGUAGES["lua"]))
+    out = tmp_path / "compare"
+    result = cli(
+        "compare", "--methods", "base", "--benchmark", "multipl-e", "--lang", "lua",
+        "--benchmark-data", str(FIXTURES), "--n", "2", "--max-new-tokens", "8",
+        "--workdir", str(tmp_path / "wd"), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "MultiPL-E humaneval-lua" in result.stdout and "pass@1" in result.stdout
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["table_metrics"] == ["pass@1"]
+    assert payload["evaluation"]["n_items"] == 3
+    evaluation = Path(payload["rows"][0]["runs"][0]["evaluation"])
+    assert (evaluation / f"Fixture_0_add{RESULTS_SUFFIX}").is_file()
+    # --lang without --benchmark, and a language this machine cannot run, fail up front.
+    lone = cli("compare", "--methods", "base", "--lang", "lua", "--workdir", str(tmp_path / "w"))
+    assert lone.exit_code == 2 and "--lang needs --benchmark multipl-e" in lone.stderr

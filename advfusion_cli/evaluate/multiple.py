@@ -252,6 +252,10 @@ def evaluate_benchmark(
         "task": "code-generation",
         "benchmark": {"name": BENCHMARK, **loaded_problems.source},
         "n_items": len(problems),
+        # The keys a task evaluation has, so that compare reads both alike.
+        "split": "test",
+        "limit": request.limit,
+        "selection": {"seed": 0, "ids_sha256": loaded_problems.source["problems_sha256"]},
         "decoding": decoding.to_dict(),
         "stop_rule": "the row's stop_tokens, exactly (MultiPL-E), or EOS",
         "max_prompt_tokens": spec.data.max_prompt_tokens,
@@ -351,6 +355,7 @@ def _execute_and_score(
         "execution": {
             "ran": True,
             "language": row.ext,
+            "n_samples": min((len(c) for c in completions), default=0),
             "programs": len(programs),
             "sandbox_runs": runs,
             "resumed_runs": journal.resumed,
@@ -398,6 +403,7 @@ def _write(folder, row, problems, completions, per_problem, record) -> None:
             "id": problem.name,
             "language": row.ext,
             "prompt_sha256": hashlib.sha256(problem.prompt.encode("utf-8")).hexdigest(),
+            "reference": "",  # MultiPL-E scores by execution; it has no reference solution
             "prediction": completions[index][0] if completions[index] else "",
             "predictions": completions[index],
         }
