@@ -392,3 +392,17 @@ def test_sandbox_install_runs_apt_once_as_root(cli, monkeypatch):
         ],
     ]
     assert "OCaml (ml): installed" in result.stdout
+
+
+def test_bench_sandbox_measures_both_paths_on_the_same_programs(cli, tmp_path):
+    result = cli(
+        "bench", "sandbox", "--langs", "sh", "--programs", "2", "--workers", "1",
+        "--json", str(tmp_path / "bench.json"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    row = json.loads((tmp_path / "bench.json").read_text())["sandbox"][0]
+    assert row["language"] == "sh" and row["passed"] == {"plain": 2, "sandbox": 2}
+    assert row["ratio"] == pytest.approx(row["sandbox_per_s"] / row["plain_per_s"], rel=0.02)
+    assert "sandbox prog/s" in result.stdout
+    bad = cli("bench", "sandbox", "--langs", "swift")
+    assert bad.exit_code == 2 and "no bench program for swift" in bad.stderr

@@ -551,7 +551,11 @@ def summary_lines(record: dict, folder: Path) -> list[str]:
         )
     else:
         how = f"greedy, max {decoding['max_new_tokens']} new tokens"
-    where = benchmark.get("config") or f"{benchmark.get('dataset', '')}-{record['target']}"
+    where = benchmark.get("config") or (
+        f"{benchmark['dataset']}-{record['target']}"
+        if benchmark.get("dataset")
+        else f"{record['target']} completion files"
+    )
     revision = f" @ {benchmark['revision']}" if benchmark.get("revision") else ""
     lines = [
         f"MultiPL-E {where}{revision}: {record['n_items']} problems, {record['method']}, {how}"
