@@ -8,13 +8,13 @@ import typer
 
 from advfusion_cli.cli import eval_options as e
 from advfusion_cli.cli.app import app
-from advfusion_cli.errors import UserError
 from advfusion_cli.evaluate.paths import folder_option
 from advfusion_cli.workflows import cli_common as c
 
 
 @app.command("evaluate")
 def evaluate_command(
+    ctx: typer.Context,
     run: Annotated[
         str | None,
         typer.Option(
@@ -134,8 +134,10 @@ def evaluate_command(
             preset=preset,
         )
         return
-    if run is None:
-        raise UserError("evaluate needs --run (or --benchmark multipl-e --completions DIR).")
+    if run is None:  # optional only for --benchmark --completions: otherwise click's own error
+        from advfusion_cli.cli.app import _click_class
+
+        raise _click_class("UsageError")("Missing option '--run'.", ctx=ctx)
     from advfusion_cli.evaluate.cli import run_evaluate
 
     run_evaluate(
