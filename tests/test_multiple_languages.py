@@ -44,11 +44,6 @@ SMOKE = SHARED / "multipl_e" / "smoke"
 INFO = sandbox_info()
 
 
-def needs(ext: str):
-    row = MULTIPL_E_LANGUAGES[ext]
-    return pytest.mark.skipif(find_multiple_toolchain(ext) is None, reason=f"{install_hint(row)}")
-
-
 def run(ext: str, program: str, **changes) -> dict:
     row = MULTIPL_E_LANGUAGES[ext]
     return run_multiple_program(dataclasses.replace(row, **changes) if changes else row, program)
