@@ -180,8 +180,10 @@ def test_the_hub_is_read_through_datasets_at_the_pinned_revision(monkeypatch):
 
     asked = {}
 
-    def fake_load(path, name, revision, split):
-        asked.update(path=path, name=name, revision=revision, split=split)
+    def fake_load(path, revision, split, name=None, data_dir=None):
+        asked.update(path=path, name=name, revision=revision, split=split, data_dir=data_dir)
+        if name is not None and revision == "export":  # a Parquet export: no named configs
+            raise ValueError(f"BuilderConfig '{name}' not found")
         return [json.loads(line) for line in (FIXTURES / "humaneval-lua.jsonl").open()]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
@@ -191,10 +193,13 @@ def test_the_hub_is_read_through_datasets_at_the_pinned_revision(monkeypatch):
         "name": "humaneval-lua",
         "revision": DEFAULT_REVISION,
         "split": "test",
+        "data_dir": None,
     }
     assert loaded.source["revision"] == DEFAULT_REVISION and len(loaded.problems) == 3
     load_problems("hub:nuprl/MultiPL-E@abc123", "mbpp", "lua", None)
     assert asked["revision"] == "abc123" and asked["name"] == "mbpp-lua"
+    export = load_problems("hub:nuprl/MultiPL-E@export", "humaneval", "lua", None)
+    assert asked["data_dir"] == "humaneval-lua" and export.source["read_by"] == "data_dir"
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network\nsecond line")

@@ -19,9 +19,11 @@ from advfusion_cli.sandbox.multiple_languages import MultiplELanguage, resolve_m
 
 DATASETS = ("humaneval", "mbpp")
 DEFAULT_SOURCE = f"hub:{MULTIPL_E_HUB_ID}"
-# The revision bigcode-evaluation-harness pins (bigcode_eval/tasks/multiple.py): numbers made
-# here line up with the leaderboard's. Another one: hub:nuprl/MultiPL-E@<revision>.
-DEFAULT_REVISION = "d23b094346c5dbda1080a74bb2a24c18adbf7409"
+# A commit of the hub's Parquet export of nuprl/MultiPL-E (files <config>/test/0000.parquet):
+# `datasets` >= 4 runs no loading scripts, and the dataset's own revisions before its export
+# (bigcode-evaluation-harness pins d23b094346c5dbda1080a74bb2a24c18adbf7409) are one.
+# Another revision: hub:nuprl/MultiPL-E@<revision>.
+DEFAULT_REVISION = "d80c9f4095f4779d22d7bc406cf1ef8396fb4505"
 
 
 @dataclass(frozen=True)
@@ -131,19 +133,25 @@ def parse_hub_source(source: str) -> tuple[str, str]:
 def _load_hub(source: str, dataset: str, row: MultiplELanguage) -> tuple[list[Problem], dict]:
     hub_id, revision = parse_hub_source(source)
     config = f"{dataset}-{row.ext}"
-    try:
-        from datasets import load_dataset
+    from datasets import load_dataset
 
-        table = load_dataset(hub_id, config, revision=revision, split="test")
-    except Exception as err:  # network, unknown config/revision, a script datasets refuses
-        reason = " ".join(str(err).split())[:300]
-        raise UserError(
-            f"Cannot load {hub_id} config {config} at revision {revision}: {reason} (offline? "
-            f"give a local copy with --data PATH, or another revision with "
-            f"--data hub:{hub_id}@REVISION, e.g. @refs/convert/parquet)."
-        ) from err
-    problems = [problem_from_row(dict(r), f"{hub_id}/{config}") for r in table]
-    return problems, {"kind": "hub", "source": hub_id, "config": config, "revision": revision}
+    # A revision that declares its configs is read by config name; a Parquet export (one
+    # folder per config) by folder. The first way that works is recorded.
+    attempts = (("config", {"name": config}), ("data_dir", {"data_dir": config}))
+    reasons = []
+    for how, selector in attempts:
+        try:
+            table = load_dataset(hub_id, revision=revision, split="test", **selector)
+        except Exception as err:  # network, unknown config/revision, a script datasets refuses
+            reasons.append(" ".join(str(err).split())[:200])
+            continue
+        problems = [problem_from_row(dict(r), f"{hub_id}/{config}") for r in table]
+        record = {"kind": "hub", "source": hub_id, "config": config, "revision": revision}
+        return problems, {**record, "read_by": how}
+    raise UserError(
+        f"Cannot load {hub_id} {config} at revision {revision}: {reasons[0]} (offline? give a "
+        f"local copy with --data PATH, or another revision with --data hub:{hub_id}@REVISION)."
+    )
 
 
 def load_problems(
