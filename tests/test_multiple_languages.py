@@ -338,3 +338,23 @@ def test_language_names_resolve_to_their_rows():
 
     with pytest.raises(UserError, match="Unknown MultiPL-E language 'cobol'"):
         resolve_multiple_language("cobol")
+
+
+COMPILED = {
+    "java": "import java.util.*;\nclass Problem {\n"
+    "    public static long add(long x, long y) { return x + y; }\n"
+    "    public static void main(String[] args) {\n        assert(add(2L, 3L) == (5L));\n    }\n}\n",
+    "rs": "fn add(x: isize, y: isize) -> isize { x + y }\nfn main() { assert_eq!(add(2, 3), 5); }\n",
+}
+
+
+@pytest.mark.parametrize("ext", sorted(COMPILED))
+def test_compiled_languages_build_then_run_with_the_official_statuses(ext):
+    if find_multiple_toolchain(ext) is None:
+        pytest.skip(install_hint(MULTIPL_E_LANGUAGES[ext]))
+    correct = COMPILED[ext]
+    assert is_pass(run(ext, correct))
+    wrong = run(ext, correct.replace("x + y", "x - y"))  # java -ea: the assert throws
+    assert wrong["status"] == "Exception" and wrong["exit_code"] != 0
+    broken = run(ext, correct.replace("x + y", "x + "))
+    assert broken["status"] == "SyntaxError"  # a failed build, whatever the compiler says

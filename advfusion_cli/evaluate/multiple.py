@@ -142,11 +142,17 @@ def check_executable(row: MultiplELanguage) -> None:
         raise UserError(install_hint(row) + "; or pass --no-execute to only generate.")
 
 
-def _reusable(record: dict | None, loaded: LoadedProblems, request: BenchmarkRequest) -> bool:
+def _reusable(
+    record: dict | None, loaded: LoadedProblems, request: BenchmarkRequest, method: str
+) -> bool:
     if not record or record.get("format_version") != BENCHMARK_FORMAT_VERSION:
+        return False
+    if record.get("method") != method:
         return False
     benchmark = record.get("benchmark", {})
     if benchmark.get("problems_sha256") != loaded.source["problems_sha256"]:
+        return False
+    if record.get("decoding") != request.decoding.to_dict():  # --out reused with other settings
         return False
     return record.get("execution", {}).get("ran", False) or not request.execute
 
@@ -183,7 +189,7 @@ def evaluate_benchmark(
             check_workdir(spec.output.workdir)
         folder = check_output_folder(_folder(ref, spec, leaf), "Evaluation folder")
     previous = read_evaluation(folder)
-    if not request.force and _reusable(previous, loaded_problems, request):
+    if not request.force and _reusable(previous, loaded_problems, request, ref.method):
         return EvaluationResult(folder, previous, reused=True)
 
     examples = [_example(problem, row) for problem in problems]

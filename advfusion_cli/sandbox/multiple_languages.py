@@ -97,7 +97,6 @@ _GO_ENV = {
     "GOPATH": "{workdir}/.gopath",
     "GOTOOLCHAIN": "local",
     "GOPROXY": "off",
-    "GOFLAGS": "-mod=mod",
     "GO111MODULE": "off",
 }
 

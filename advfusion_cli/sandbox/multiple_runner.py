@@ -30,7 +30,7 @@ from advfusion_cli.sandbox.multiple_languages import (
     judge,
 )
 from advfusion_cli.sandbox.programs import Limits, remove_tree, run_argv
-from advfusion_cli.sandbox.toolchains import LanguageSpec, render
+from advfusion_cli.sandbox.toolchains import LanguageSpec, _real_rustc, render
 
 MEMORY_MB = 4096  # the official harness sets no memory limit; this only stops runaways
 OUTPUT_CAP_BYTES = 16 * 1024 * 1024
@@ -73,7 +73,8 @@ def find_multiple_toolchain(ext: str) -> Ready | None:
             found = shutil.which(executable)
             if found is None:
                 break
-            tools[placeholder] = found
+            # rustup's `rustc` is a proxy that needs the caller's HOME: run the real one.
+            tools[placeholder] = _real_rustc(found) if placeholder == "rustc" else found
         else:
             if row.probe is None or _probe(render(row.probe, tools)):
                 return Ready(toolchain, tools)
