@@ -90,6 +90,14 @@ def _sandboxed(ext: str, program: str) -> bool:
     return is_pass(run_multiple_program(MULTIPL_E_LANGUAGES[ext], program))
 
 
+def _warm(_: int) -> None:
+    """Import what a run needs and hold the worker a moment, so that every worker of the pool
+    is started (a pool starts them on demand) before anything is timed."""
+    import advfusion_cli.sandbox.multiple_runner  # noqa: F401
+
+    time.sleep(0.3)
+
+
 def _throughput(pool, runner, ext: str, programs: list[str]) -> tuple[float, int]:
     started = time.perf_counter()
     passed = sum(pool.map(runner, [ext] * len(programs), programs))
@@ -102,7 +110,7 @@ def measure(languages: list[str], programs: int, workers: int, log=None) -> list
 
     rows = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pool.submit(_plain, "sh", "true\n").result()  # start the workers before timing
+        list(pool.map(_warm, range(2 * workers)))  # start every worker before timing
         for ext in languages:
             if find_multiple_toolchain(ext) is None:
                 rows.append({"language": ext, "skipped": "toolchain not installed"})
