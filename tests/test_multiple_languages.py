@@ -269,6 +269,30 @@ HOSTILE = {
         "network": "assert(os.execute('exec 3<>/dev/tcp/1.1.1.1/80') == true)\n",
     },
 }
+# The low-resource languages the task sandbox does not have: escape attempts in each.
+HOSTILE.update(
+    {
+        "rkt": {
+            "write_outside": "#lang racket\n"
+            f"(with-output-to-file {json.dumps(MARKER)} (lambda () (display 1)))\n",
+            "network": '#lang racket\n(tcp-connect "1.1.1.1" 80)\n',
+        },
+        "r": {
+            "write_outside": f"writeLines('x', {json.dumps(MARKER)})\n",
+            "network": "con <- socketConnection('1.1.1.1', 80, blocking = TRUE, timeout = 1)\n",
+        },
+        "pl": {
+            "fork_bomb": "fork while 1;\n",
+            "write_outside": f"open(my $f, '>', {json.dumps(MARKER)}) or die;\n",
+            "network": "use IO::Socket::INET;\n"
+            "IO::Socket::INET->new(PeerAddr => '1.1.1.1:80', Timeout => 1) or die;\n",
+        },
+        "php": {
+            "write_outside": f"<?php\nfile_put_contents({json.dumps(MARKER)}, 'x') or exit(1);\n",
+            "network": "<?php\n$f = @fsockopen('1.1.1.1', 80, $no, $text, 1);\nif (!$f) exit(1);\n",
+        },
+    }
+)
 HOSTILE_CASES = [(ext, case) for ext in HOSTILE for case in HOSTILE[ext]]
 
 
