@@ -382,3 +382,12 @@ def test_compiled_languages_build_then_run_with_the_official_statuses(ext):
     assert wrong["status"] == "Exception" and wrong["exit_code"] != 0
     broken = run(ext, correct.replace("x + y", "x + "))
     assert broken["status"] == "SyntaxError"  # a failed build, whatever the compiler says
+
+
+@pytest.mark.parametrize(("ext", "status"), [("cpp", "SyntaxError"), ("rs", "Timeout")])
+def test_a_build_that_times_out_gets_the_official_status(ext, status):
+    if find_multiple_toolchain(ext) is None:
+        pytest.skip(install_hint(MULTIPL_E_LANGUAGES[ext]))
+    program = PROGRAMS["cpp"]["ok"] if ext == "cpp" else COMPILED["rs"]
+    result = run(ext, program, compile_timeout_s=0.05)
+    assert (result["status"], result["exit_code"]) == (status, -1)

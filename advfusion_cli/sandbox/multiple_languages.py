@@ -81,6 +81,9 @@ class MultiplELanguage:
     rules: tuple[When, ...]
     timeout_s: float = OFFICIAL_TIMEOUT_S
     compile_timeout_s: float = OFFICIAL_TIMEOUT_S
+    # A build that times out: most official evaluators only look at its exit code (-1), so
+    # it is a "SyntaxError"; Rust's and Swift's check the timeout first.
+    compile_timeout_status: str = "SyntaxError"
     aliases: tuple[str, ...] = ()  # other names (the smoke files' `language` values, ...)
     apt: tuple[str, ...] = ()  # Debian packages that provide the toolchain and test library
     # A command that must succeed for the tests to be runnable at all (their test library).
@@ -395,6 +398,8 @@ MULTIPL_E_LANGUAGES: dict[str, MultiplELanguage] = {
                 ),
             ),
             rules=_PLAIN,
+            timeout_s=5,
+            compile_timeout_status="Timeout",
             aliases=("rust",),
             apt=("rustc",),
             max_processes=256,
@@ -476,6 +481,7 @@ MULTIPL_E_LANGUAGES: dict[str, MultiplELanguage] = {
             rules=_PLAIN,
             timeout_s=5,
             compile_timeout_s=45,
+            compile_timeout_status="Timeout",
             no_package="Swift has no Debian package: install a toolchain from "
             "https://www.swift.org/install/linux/ so that `swiftc` is on PATH",
             address_space_extra_mb=8192,

@@ -155,7 +155,7 @@ def run_multiple_program(row: MultiplELanguage, program: str) -> dict:
             if built.status != "ok":
                 timed_out = built.status in ("timeout", "output_limit")
                 code = -1 if timed_out or built.returncode is None else built.returncode
-                status = "Timeout" if timed_out else "SyntaxError"
+                status = row.compile_timeout_status if timed_out else "SyntaxError"
                 return _result(program, status, code, built.stdout, built.stderr)
         ran = run_argv(
             spec,
