@@ -69,7 +69,7 @@ def spec_of(world, *sets: str, model: str = "model", custom: str | None = None):
 
 def request(max_new_tokens: int = 8) -> EvalRequest:
     decoding = DecodingSettings(max_new_tokens=max_new_tokens, batch_size=2)
-    return EvalRequest(limit=6, decoding=decoding, execute=False)
+    return EvalRequest(limit=4, decoding=decoding, execute=False)
 
 
 class Killed(Exception):
@@ -77,21 +77,21 @@ class Killed(Exception):
 
 
 def interrupted(spec, folder, monkeypatch) -> None:
-    """Evaluate into `folder` and die right after the second batch reached the journal."""
+    """Evaluate into `folder` and die right after the first batch reached the journal."""
     real_append = GenerationJournal.append
     calls = []
 
     def dying_append(self, finished):
         real_append(self, finished)
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 1:
             raise Killed
 
     with monkeypatch.context() as patch:
         patch.setattr(GenerationJournal, "append", dying_append)
         with pytest.raises(Killed):
             evaluate(RunRef("base", target="ruby"), request(), spec=spec, out=folder)
-    assert len((folder / JOURNAL_FILE).read_text().splitlines()) == 1 + 4  # 4 items journaled
+    assert len((folder / JOURNAL_FILE).read_text().splitlines()) == 1 + 2  # 2 items journaled
 
 
 def bf16_autocast(monkeypatch):
@@ -121,17 +121,16 @@ def test_a_journal_of_other_settings_is_not_resumed(world, tmp_path, monkeypatch
     changed = spec_of(world, *sets, model=model, custom=custom)
     if autocast:
         bf16_autocast(monkeypatch)
-    fresh = evaluate(
-        RunRef("base", target="ruby"), request(max_new_tokens), spec=changed, out=tmp_path / "new"
-    )
     resumed = evaluate(
         RunRef("base", target="ruby"), request(max_new_tokens), spec=changed, out=folder
     )
     assert resumed.record["generation"]["resumed_items"] == 0  # nothing stale reused
-    assert (folder / "predictions.jsonl").read_text() == (
-        fresh.folder / "predictions.jsonl"
-    ).read_text()
     assert not (folder / JOURNAL_FILE).exists()
+    if change == "decoding":  # stale items would be 8 tokens long; these are all 2
+        rows = [
+            json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()
+        ]
+        assert [row["new_tokens"] for row in rows] == [[2]] * 4
 
 
 def test_the_same_settings_do_resume(world, tmp_path, monkeypatch):
@@ -139,7 +138,7 @@ def test_the_same_settings_do_resume(world, tmp_path, monkeypatch):
     folder = tmp_path / "out"
     interrupted(spec_of(world), folder, monkeypatch)
     resumed = evaluate(RunRef("base", target="ruby"), request(), spec=spec_of(world), out=folder)
-    assert resumed.record["generation"]["resumed_items"] == 4
+    assert resumed.record["generation"]["resumed_items"] == 2
 
 
 def test_the_base_models_scores_are_a_tracker_run_of_their_own(world, cli, tmp_path):
