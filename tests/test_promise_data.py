@@ -1,7 +1,8 @@
 """Data promises of docs/data.md that only slow tests (or none) guarded:
 
-- parallel tokenizing: a language with >= 4,000 records is tokenized by several processes,
-  and the cached features read back per split are, row for row, what one process encodes;
+- parallel tokenizing: a language with >= 4,000 records (on two cores or more) is tokenized
+  by several processes, and the cached features read back per split are, row for row, what
+  one process encodes;
 - own-task options: `cut_field`, one file's `split_fractions`, `language_field`, duplicate
   ids and `input_field` each do what the table in "Your own task" says.
 """
@@ -17,13 +18,14 @@ from conftest import one_line_error
 from test_custom_task_data import OPTIONS, load, record, write
 
 import advfusion_cli
+from advfusion_cli.data import prepared
 from advfusion_cli.data.cache import PreparedCache
 from advfusion_cli.spec.schema import DataSpec
 from advfusion_cli.workflows import task_data
 from advfusion_cli.workflows.task_data import StageEncoder
 
 TINY_CODE = os.path.join(os.path.dirname(advfusion_cli.__file__), "assets", "tiny-code")
-RECORDS = 4600  # train + validation ~4,100 of them: past 4,000, two tokenizing processes
+RECORDS = 460  # train + validation ~410 of them: two processes at 200 records a process
 
 
 def write_one_language(root, language: str = "ruby", count: int = RECORDS) -> None:
@@ -55,9 +57,21 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(TINY_CODE)
 
 
-def test_a_language_past_4000_records_is_tokenized_in_parallel_and_read_back_per_split(
+def test_the_process_count_follows_the_records_and_the_cores(monkeypatch):
+    from advfusion_cli.data.prepared import default_num_proc
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert [default_num_proc(n) for n in (10, 3_999, 4_000, 100_000)] == [1, 1, 2, 2]
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [default_num_proc(n) for n in (3_999, 4_000, 9_000)] == [1, 2, 4]
+
+
+def test_features_tokenized_in_parallel_are_read_back_per_split_in_order(
     tmp_path, tokenizer, monkeypatch
 ):
+    """Past the rule's threshold (scaled down: 200 records a process instead of 2,000), the
+    train and validation rows tokenized in two processes are, row for row, what one process
+    encodes for each split."""
     write_one_language(tmp_path / "commits")
     data = DataSpec(
         task="commit-message",
@@ -68,9 +82,8 @@ def test_a_language_past_4000_records_is_tokenized_in_parallel_and_read_back_per
         max_target_tokens=12,
         max_total_tokens=48,
     )
-    # two cores, as the docs' rule assumes (one process per 2,000 records, at most one per
-    # core), whatever this machine has
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # whatever this machine has
+    monkeypatch.setattr(prepared, "RECORDS_PER_PROCESS", 200)
     task_data._load.cache_clear()
     cache = PreparedCache(tmp_path / "cache")
     cached = StageEncoder(data, tokenizer, cache)
@@ -78,7 +91,7 @@ def test_a_language_past_4000_records_is_tokenized_in_parallel_and_read_back_per
     for split in ("train", "validation"):
         rows = cached.features("ruby", split)
         expected = in_memory.features("ruby", split)
-        assert len(rows) == len(expected) > 100
+        assert len(rows) == len(expected) > 20
         assert [rows[i] for i in range(len(rows))] == list(expected), split
     (manifest,) = (tmp_path / "cache").glob("features-*/manifest.json")
     info = json.loads(manifest.read_text())["info"]

@@ -67,7 +67,7 @@ def spec_of(world, *sets: str, model: str = "model", custom: str | None = None):
     return base_spec(spec_path, None, list(sets), flags)
 
 
-def request(max_new_tokens: int = 8) -> EvalRequest:
+def request(max_new_tokens: int = 4) -> EvalRequest:
     decoding = DecodingSettings(max_new_tokens=max_new_tokens, batch_size=2)
     return EvalRequest(limit=4, decoding=decoding, execute=False)
 
@@ -105,10 +105,10 @@ def bf16_autocast(monkeypatch):
 # max_new_tokens, bf16 autocast, custom task
 CHANGES = {
     "decoding": ((), "model", 2, False, None),
-    "max_prompt_tokens": (("data.max_prompt_tokens=120",), "model", 8, False, None),
-    "model": ((), "other_model", 8, False, None),
-    "precision": ((), "model", 8, True, None),
-    "stop_rule": ((), "model", 8, False, '[" "]'),
+    "max_prompt_tokens": (("data.max_prompt_tokens=120",), "model", 4, False, None),
+    "model": ((), "other_model", 4, False, None),
+    "precision": ((), "model", 4, True, None),
+    "stop_rule": ((), "model", 4, False, '[" "]'),
 }
 
 
@@ -126,7 +126,7 @@ def test_a_journal_of_other_settings_is_not_resumed(world, tmp_path, monkeypatch
     )
     assert resumed.record["generation"]["resumed_items"] == 0  # nothing stale reused
     assert not (folder / JOURNAL_FILE).exists()
-    if change == "decoding":  # stale items would be 8 tokens long; these are all 2
+    if change == "decoding":  # stale items would be 4 tokens long; these are all 2
         rows = [
             json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()
         ]
