@@ -79,11 +79,14 @@ def status_command(
         str | None,
         typer.Option("--grid", help="Which grid of the workdir (default the latest launched)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stages' states as JSON instead.")
+    ] = False,
 ) -> None:
     """A table of a grid's jobs: pending, running, done, failed (with the last error line) or not run (a stage they need failed), and where their logs are."""
     from advfusion_cli.grid.cli import print_status
 
-    print_status(workdir, grid)
+    print_status(workdir, grid, as_json)
 
 
 @app.command("grid-stage", hidden=True)

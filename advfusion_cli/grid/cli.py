@@ -251,7 +251,30 @@ def status_table(folder: Path) -> tuple[Table, dict[str, int]]:
     return table, counts
 
 
-def print_status(workdir: Path, grid_name: str | None = None) -> None:
+def status_records(folder: Path) -> list[dict]:
+    """`status --json`: one record per stage."""
+    records = []
+    for row in stage_states(folder):
+        record = row["record"]
+        shown = {state.SUBMITTED: state.PENDING}.get(row["state"], row["state"])
+        records.append(
+            {
+                "stage": row["name"],
+                "kind": row["kind"],
+                "label": row["label"],
+                "state": shown,
+                "job_id": record.get("job_id"),
+                "error": record.get("error") if shown == state.FAILED else None,
+                "needs": record.get("needs") if shown == state.NOT_RUN else None,
+                "deps": row["deps"],
+                "log": record.get("log"),
+                "output": row["output"],
+            }
+        )
+    return records
+
+
+def print_status(workdir: Path, grid_name: str | None = None, as_json: bool = False) -> None:
     out = console()
     if not workdir.exists():
         raise UserError(f"Workdir '{workdir}' does not exist.")
@@ -268,6 +291,12 @@ def print_status(workdir: Path, grid_name: str | None = None) -> None:
             "are made by `advfusion grid` and `advfusion compare --launcher local|slurm`."
         )
     folder = grids[-1]
+    if as_json:
+        import json
+
+        grid = {"grid": folder.name, "folder": str(folder), "stages": status_records(folder)}
+        print(json.dumps(grid, indent=1))
+        return
     table, counts = status_table(folder)
     out.print(table)
     order = (state.DONE, state.RUNNING, state.PENDING, state.FAILED, state.NOT_RUN)
