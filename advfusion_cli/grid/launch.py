@@ -154,9 +154,10 @@ def _submit_local(submitit, folder: Path, stage: Stage, gpu: int | None):
         visible_gpus=[gpu] if gpu is not None else [],
         **({"setup": list(stage.resources.setup)} if stage.resources.setup else {}),
     )
-    job = executor.submit(run_stage, str(folder), stage.name)
-    state.update_state(folder, stage.name, state.SUBMITTED, job_id=str(job.job_id))
-    return job
+    # Recorded before the start: the job itself writes "running" (with its id) and its end,
+    # which a record written after the start could overwrite.
+    state.write_state(folder, stage.name, state.SUBMITTED, launcher="local")
+    return executor.submit(run_stage, str(folder), stage.name)
 
 
 def _job_error(job) -> str:
@@ -258,6 +259,8 @@ def submit_slurm(graph: Graph, say) -> Outcome:
         for stage, job in zip(group, jobs, strict=True):
             job_ids[stage.name] = str(job.job_id)
             outcome.submitted[stage.name] = str(job.job_id)
+            # Written right after sbatch returns; the job needs seconds (srun, Python, its
+            # pickle) before it writes "running" over it.
             state.write_state(
                 folder,
                 stage.name,

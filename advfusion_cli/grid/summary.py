@@ -43,11 +43,11 @@ def summary_tables(cells: list[dict]) -> list[dict]:
     {target: cell dict})]}, in the grid's order."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for cell in read_results(cells):
-        if cell["data"] is not None:
-            groups.setdefault((cell["model"], cell["task"]), []).append(cell)
+        groups.setdefault((cell["model"], cell["task"]), []).append(cell)
     tables = []
-    for (model, task), members in groups.items():
-        targets = [m["target"] for m in members]
+    for (model, task), cells_here in groups.items():
+        targets = [m["target"] for m in cells_here]  # a target without results stays a column
+        members = [m for m in cells_here if m["data"] is not None]
         metrics: list[str] = []
         for member in members:
             metrics += [m for m in member["data"]["table_metrics"] if m not in metrics]
