@@ -98,7 +98,7 @@ def compare_command(
             "--launcher",
             help="Run each stage as its own job: local (subprocesses here, up to "
             "--max-parallel) or slurm (submitted with dependencies; needs pip install "
-            "'advfusion[cluster]'). Default: every stage in this process.",
+            "'advfusion\\[cluster]'). Default: every stage in this process.",
         ),
     ] = None,
     max_parallel: Annotated[

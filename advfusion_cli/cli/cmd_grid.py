@@ -15,7 +15,7 @@ LauncherOpt = Annotated[
     typer.Option(
         "--launcher",
         help="local: the stages as subprocesses here; slurm: submitted as SLURM jobs "
-        "(needs pip install 'advfusion[cluster]'). Default: in this process.",
+        "(needs submitit: pip install 'advfusion\\[cluster]'). Default: in this process.",
     ),
 ]
 MaxParallelOpt = Annotated[

@@ -115,7 +115,9 @@ def _write_summary(folder: Path, name: str, out) -> str:
 def _forward_to(child: subprocess.Popen):
     def forward(signum, frame) -> None:
         if child.poll() is None:
-            child.send_signal(signum)
+            # submitit's local controller warns of the time limit with SIGUSR2; a stage
+            # checkpoints on SIGUSR1 or SIGTERM, so it gets SIGUSR1.
+            child.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR2 else signum)
 
     return forward
 

@@ -94,6 +94,12 @@ def _evaluate(payload: dict) -> None:
 
 def _table(request) -> None:
     from advfusion_cli.compare.cli import print_result, stdout_console
-    from advfusion_cli.compare.workflow import compare
+    from advfusion_cli.compare.workflow import compare, reference_spec
 
-    print_result(compare(request), stdout_console())
+    result = compare(request)
+    print_result(result, stdout_console())
+    trackers = reference_spec(request).training.report_to  # --report-to: as compare does
+    if trackers:
+        from advfusion_cli.workflows.tracking_results import report_comparison
+
+        report_comparison(list(trackers), result, reference_spec(request).output.workdir)
