@@ -100,3 +100,21 @@ def test_summary_has_methods_as_rows_and_languages_as_columns(tmp_path):
     rows = list(csv.reader(io.StringIO(table.read_text())))
     assert rows[0] == ["model", "task", "metric", "method", "ruby", "python", "go"]
     assert rows[1] == ["m", "code-translation", "exact_match", "lora", "0.25", "0.75", ""]
+
+
+def test_a_stage_done_since_it_failed_is_recorded_done(tmp_path):
+    """A stage that failed in a launch and was finished since (by a later launch or another
+    command) shows as done, not with its old error."""
+    from advfusion_cli.grid import state
+    from advfusion_cli.grid.graph import Graph, Stage, save
+
+    folder = tmp_path / "grids" / "g"
+    state.write_state(folder, "a", state.FAILED, error="error: boom")
+    stages = {
+        "a": Stage("a", "adapter", "a", "out-a", done=True),
+        "b": Stage("b", "evaluate", "b", "out-b", done=False, deps=["a"]),
+    }
+    save(Graph(folder, stages, []), "local")
+    assert state.read_state(folder, "a")["state"] == "done"
+    assert state.read_state(folder, "a")["error"] is None
+    assert (folder / "stages" / "b.pkl").is_file() and not (folder / "stages" / "a.pkl").exists()

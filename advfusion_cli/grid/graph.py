@@ -267,6 +267,10 @@ def save(graph: Graph, launcher: str) -> None:
             ],
         },
     )
+    for stage in graph.stages.values():  # done since (in this grid or by another command)
+        record = state.read_state(folder, stage.name)
+        if stage.done and record is not None and record.get("state") != state.DONE:
+            state.update_state(folder, stage.name, state.DONE, error=None, needs=None)
     for stage in graph.todo():
         path = state.stage_file(folder, stage.name)
         tmp = path.with_name(path.name + ".tmp")
