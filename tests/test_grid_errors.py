@@ -59,6 +59,7 @@ def test_missing_submitit_names_the_extra(monkeypatch, tmp_path):
         (["compare", "--launcher", "slrum"], ["--launcher", "Did you mean 'slurm'?"]),
         (["grid", "--spec", "no-such-grid.yaml"], ["grid spec not found", "no-such-grid.yaml"]),
         (["compare", "--resources", "res.yaml"], ["--resources", "--launcher"]),
+        (["compare", "--launcher", "local", "--max-parallel", "0"], ["--max-parallel", "0"]),
     ],
 )
 def test_bad_flags(args, names, tmp_path, monkeypatch):

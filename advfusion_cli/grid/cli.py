@@ -79,6 +79,8 @@ def run_graph(
     out = console()
     if launcher is not None:
         require_submitit(launcher)  # before any planning: one line naming the extra
+    if max_parallel < 1:
+        raise UserError(f"--max-parallel must be >= 1, got {max_parallel}.")
     graph = graphs.build(cells, resources, name)
     if dry_run:
         out.print(dry_run_table(graph, launcher))

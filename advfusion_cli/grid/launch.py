@@ -79,8 +79,6 @@ def visible_gpus() -> list[int]:
 def run_local(graph: Graph, max_parallel: int, say) -> Outcome:
     """Run the graph's stages to do here; `say(line)` reports each start and end."""
     submitit = require_submitit("local")
-    if max_parallel < 1:
-        raise UserError(f"--max-parallel must be >= 1, got {max_parallel}.")
     folder = graph.folder
     todo = graph.todo()
     for stage in todo:
