@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -118,6 +119,30 @@ def compare_command(
     workdir: c.WorkdirOpt = None,
     no_cache: c.NoCacheOpt = False,
     report_to: c.ReportToOpt = None,
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            "--launcher",
+            help="Run each stage as its own job: local (subprocesses here, up to "
+            "--max-parallel) or slurm (submitted with dependencies; needs pip install "
+            "'advfusion\\[cluster]'). Default: every stage in this process.",
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int, typer.Option("--max-parallel", help="--launcher local: stages at once.")
+    ] = 1,
+    resources: Annotated[
+        Path | None,
+        typer.Option(
+            "--resources",
+            help="YAML of each stage kind's resources for --launcher slurm (gpus, cpus, mem, "
+            "time, partition, account, signal, sbatch, setup; see docs/workflows.md).",
+        ),
+    ] = None,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Show this comparison's jobs (--launcher) and their states."),
+    ] = False,
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
@@ -125,7 +150,7 @@ def compare_command(
 
     if spec is not None:
         check_spec_file(spec)
-    run_compare(
+    options = dict(
         methods=methods,
         langs=langs,
         seeds=seeds,
@@ -147,12 +172,32 @@ def compare_command(
         resamples=resamples,
         out=None if out is None else folder_option(out, "--out"),
         force=force,
-        dry_run=dry_run,
         flags=c.common_flags(model, data, task, quantization, workdir, None)
         | {"data.target": target}
         | c.cache_flags(no_cache),
         spec_path=spec,
         sets=set_,
         preset=preset,
-        report_to=report_to,
     )
+    lists = any("," in (value or "") for value in (model, task, target))
+    if launcher is not None or status or lists:
+        from advfusion_cli.grid.cli import compare_grid
+
+        compare_grid(
+            options,
+            model=model,
+            task=task,
+            target=target,
+            launcher=launcher,
+            max_parallel=max_parallel,
+            resources_path=resources,
+            status=status,
+            dry_run=dry_run,
+            report_to=report_to,
+        )
+        return
+    if resources is not None:
+        from advfusion_cli.errors import UserError
+
+        raise UserError("--resources applies to --launcher local|slurm; add --launcher.")
+    run_compare(dry_run=dry_run, report_to=report_to, **options)

@@ -224,15 +224,9 @@ def check_same_items(request: CompareRequest, jobs: list[Job], specs: list) -> N
         )
 
 
-def compare(request: CompareRequest, progress=None) -> CompareResult:
-    """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
-    from advfusion_cli.compare.progress import PipelineProgress
-    from advfusion_cli.evaluate.execution import ExecutionCache
-
-    # bitsandbytes announces optional CPU kernels it could not find when peft imports it:
-    # harmless, and a log line would tear the one live display.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    started = time.perf_counter()
+def prepare(request: CompareRequest):
+    """(reference spec, seeds, jobs, their specs, results folder), every input checked before
+    anything is trained; the in-process comparison and a grid's job graph both start here."""
     base = reference_spec(request)
     if request.benchmark is None:
         check_table_metrics(request, base.data.task, base.data.custom)
@@ -247,6 +241,20 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
     folder = compare_folder(request, base, seeds)
     check_outputs(request, base, folder)
     check_same_items(request, jobs, specs)
+    return base, seeds, jobs, specs, folder
+
+
+def compare(request: CompareRequest, progress=None) -> CompareResult:
+    """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
+    from advfusion_cli.compare.progress import PipelineProgress
+    from advfusion_cli.evaluate.execution import ExecutionCache
+
+    # bitsandbytes announces optional CPU kernels it could not find when peft imports it:
+    # harmless, and a log line would tear the one live display.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    started = time.perf_counter()
+    base, seeds, jobs, specs, folder = prepare(request)
+    target = base.data.target
     stages = sum(1 if job.is_base else 2 for job in jobs) + 1
     owns_progress = progress is None
     if progress is None:
