@@ -145,3 +145,28 @@ def test_compare_evaluates_every_method_on_the_benchmark(cli, tmp_path):
     # --lang without --benchmark, and a language this machine cannot run, fail up front.
     lone = cli("compare", "--methods", "base", "--lang", "lua", "--workdir", str(tmp_path / "w"))
     assert lone.exit_code == 2 and "--lang needs --benchmark multipl-e" in lone.stderr
+
+
+def test_grid_launcher_evaluates_on_the_benchmark(cli, tmp_path):
+    """`compare --benchmark multipl-e --launcher local`: the evaluation stage runs the benchmark
+    (not the task's test split) in its own process, and a finished one is not run again."""
+    if find_multiple_toolchain("lua") is None:
+        pytest.skip(install_hint(MULTIPL_E_LANGUAGES["lua"]))
+    args = (
+        "compare", "--methods", "base", "--benchmark", "multipl-e", "--lang", "lua",
+        "--benchmark-data", str(FIXTURES), "--n", "1", "--max-new-tokens", "4",
+        "--workdir", str(tmp_path / "wd"), "--out", str(tmp_path / "compare"),
+        "--launcher", "local",
+    )  # fmt: skip
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads((tmp_path / "compare" / "results.json").read_text())
+    assert payload["table_metrics"] == ["pass@1"]
+    evaluation = Path(payload["rows"][0]["runs"][0]["evaluation"])
+    assert (evaluation / f"Fixture_0_add{RESULTS_SUFFIX}").is_file()
+    again = cli(*args, "--dry-run")
+    assert again.exit_code == 0, again.stderr
+    assert "evaluate base -> ruby on MultiPL-E humaneval-lua" in again.stdout
+    assert "0 of 3 stages to run" in again.stdout, again.stdout  # the evaluation was found done
+    summary = (tmp_path / "wd" / "grids").glob("*/summary.md")
+    assert "evaluated on MultiPL-E humaneval-lua" in next(summary).read_text()

@@ -157,6 +157,19 @@ def _reusable(
     return record.get("execution", {}).get("ran", False) or not request.execute
 
 
+def benchmark_evaluation_state(ref, request: BenchmarkRequest, spec) -> tuple[Path, bool]:
+    """Where `evaluate_benchmark` writes for `ref` (without --out), and whether what is there
+    would be reused as finished: a grid's job graph skips such a stage."""
+    from advfusion_cli.evaluate.workflow import _spec_for, read_evaluation
+
+    row = resolve_multiple_language(request.language)
+    loaded = load_problems(request.data, request.dataset, row.ext, request.limit)
+    spec = _spec_for(ref, spec)
+    folder = _folder(ref, spec, _Leaf(request.leaf(loaded.source["problems_sha256"])))
+    done = not request.force and _reusable(read_evaluation(folder), loaded, request, ref.method)
+    return folder, done
+
+
 def evaluate_benchmark(
     ref, request: BenchmarkRequest, *, spec=None, out: Path | None = None, progress=None
 ):

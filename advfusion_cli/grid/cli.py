@@ -139,6 +139,7 @@ def run_in_process(cells: list[Cell], name: str | None = None) -> None:
     """Every cell's comparison in this process, one after another, then the grid summary."""
     from advfusion_cli.compare.cli import interrupts_explained, print_result
     from advfusion_cli.compare.workflow import prepare
+    from advfusion_cli.grid.graph import task_label
     from advfusion_cli.grid.summary import write_summary
     from advfusion_cli.workflows.runs import Workdir, identity_hash
 
@@ -149,7 +150,7 @@ def run_in_process(cells: list[Cell], name: str | None = None) -> None:
         summaries.append(
             {
                 "model": base.model.name_or_path,
-                "task": base.data.task,
+                "task": task_label(base, cell.request),
                 "target": base.data.target,
                 "results": str(folder),
                 "workdir": str(base.output.workdir),

@@ -85,7 +85,7 @@ def build(cells: list[Cell], resources: ResourcePlan, name: str | None = None) -
         table = Stage(
             name=f"table-{folder.name}",
             kind="table",
-            label=f"table {base.data.task} -> {base.data.target} ({_model_label(base)})",
+            label=f"table {task_label(base, request)} -> {base.data.target} ({_model_label(base)})",
             output=str(folder),
             done=(folder / "results.json").is_file()
             and all(stages[dep].done for dep in evaluations),
@@ -97,7 +97,7 @@ def build(cells: list[Cell], resources: ResourcePlan, name: str | None = None) -
         summaries.append(
             {
                 "model": base.model.name_or_path,
-                "task": base.data.task,
+                "task": task_label(base, request),
                 "target": base.data.target,
                 "results": str(folder),
                 "table": table.name,
@@ -146,6 +146,15 @@ def _error(message: str):
     from advfusion_cli.errors import UserError
 
     return UserError(message)
+
+
+def task_label(base, request) -> str:
+    """The task a comparison's table reports on: the task trained on, and the benchmark its
+    runs are evaluated on where there is one."""
+    benchmark = request.benchmark
+    if benchmark is None:
+        return base.data.task
+    return f"{base.data.task}, evaluated on MultiPL-E {benchmark.dataset}-{benchmark.language}"
 
 
 def _model_label(spec) -> str:
@@ -213,15 +222,26 @@ def _evaluation_stage(stages, job, spec, run, request, training: str | None) -> 
     from advfusion_cli.inference.resolve import RunRef
 
     target = spec.data.target
-    folder = evaluation_folder(RunRef(job.method, run, target), spec, request.evaluation)
+    ref = RunRef(job.method, run, target)
+    if request.benchmark is not None:
+        from advfusion_cli.evaluate.multiple import benchmark_evaluation_state
+
+        folder, done = benchmark_evaluation_state(ref, request.benchmark, spec)
+    else:
+        folder = evaluation_folder(ref, spec, request.evaluation)
+        done = not request.evaluation.force and read_evaluation(folder) is not None
     owner = run.id if run is not None else folder.parent.name
-    done = not request.evaluation.force and read_evaluation(folder) is not None
     return _add(
         stages,
         Stage(
             name=f"eval-{owner}-{folder.name}",
             kind="evaluate",
             label=f"evaluate {job.method} -> {target}"
+            + (
+                f" on MultiPL-E {request.benchmark.dataset}-{request.benchmark.language}"
+                if request.benchmark is not None
+                else ""
+            )
             + (f" (seed {job.seed})" if run is not None else "")
             + f", {_model_label(spec)}",
             output=str(folder),
@@ -235,6 +255,7 @@ def _evaluation_stage(stages, job, spec, run, request, training: str | None) -> 
                 "target": target,
                 "spec": spec,
                 "evaluation": request.evaluation,
+                "benchmark": request.benchmark,
             },
         ),
     )

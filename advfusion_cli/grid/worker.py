@@ -88,7 +88,12 @@ def _evaluate(payload: dict) -> None:
     if payload["run_id"] is not None:
         run = require_finished(Workdir(spec.output.workdir).run(payload["run_id"]))
     ref = RunRef(payload["method"], run, payload["target"])
-    result = evaluate(ref, payload["evaluation"], spec=spec, cache=ExecutionCache())
+    if payload.get("benchmark") is not None:
+        from advfusion_cli.evaluate.multiple import evaluate_benchmark
+
+        result = evaluate_benchmark(ref, payload["benchmark"], spec=spec)
+    else:
+        result = evaluate(ref, payload["evaluation"], spec=spec, cache=ExecutionCache())
     print(f"{'reused' if result.reused else 'evaluated'} {result.folder}")
 
 
