@@ -2,8 +2,8 @@
 
 Two processes split the items and write exactly what one process writes: the same
 predictions.jsonl byte for byte, greedy and sampled (n = 3, temperature 0.8, per-candidate
-seeds), the same metrics.json apart from timings and provenance, and `compare` the same
-table. A launch whose second process is killed after its first batch leaves both journals;
+seeds), the same metrics.json apart from timings and provenance, `compare` the same table,
+and MultiPL-E (Lua, where installed) the same predictions and results files. A launch whose second process is killed after its first batch leaves both journals;
 one process then resumes it and ends equal to the uninterrupted run.
 """
 
@@ -31,8 +31,21 @@ COMPARE = [
     "compare", "--methods", "base,base-1shot", "--task", "code-generation", "--target",
     "python", *SMALL, "--resamples", "200",
 ]  # fmt: skip
+# MultiPL-E in Lua (its own items, stop tokens and verdicts) over the three fixture problems
+BENCHMARK = [
+    "evaluate", "--run", "base", "--benchmark", "multipl-e", "--lang", "lua", "--data",
+    str(Path(__file__).resolve().parent / "fixtures" / "multipl_e"), "--n", "2",
+    "--max-new-tokens", "12", "--batch-size", "1",
+]  # fmt: skip
 # what may differ between two runs of the same evaluation
 RUN_FIELDS = ("timings", "provenance", "generation")
+
+
+def lua_runs() -> bool:
+    from advfusion_cli.sandbox.multiple_runner import find_multiple_toolchain
+
+    return find_multiple_toolchain("lua") is not None
+
 
 pytestmark = pytest.mark.skipif(
     not executable_languages()["python"], reason="the sandbox cannot run python here"
@@ -85,6 +98,8 @@ def single(tmp_path_factory) -> Path:
     one_process(*EVALUATE, *SMALL, *work, "--out", str(root / "greedy"))
     one_process(*EVALUATE, *SMALL, *SAMPLED, *work, "--out", str(root / "sampled"))
     one_process(*COMPARE, *work, "--out", str(root / "compare"))
+    if lua_runs():
+        one_process(*BENCHMARK, *work, "--out", str(root / "multipl-e"))
     return root
 
 
@@ -97,6 +112,8 @@ def double(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
         [*EVALUATE, *SMALL, *SAMPLED, *work, "--out", str(root / "sampled")],
         [*COMPARE, *work, "--out", str(root / "compare")],
     ]
+    if lua_runs():
+        commands.append([*BENCHMARK, *work, "--out", str(root / "multipl-e")])
     done = launch("run", commands, root)
     assert done.returncode == 0, done.stderr[-4000:]
     return root, done
@@ -145,6 +162,27 @@ def test_compare_on_two_processes_gives_the_same_table(single, double):
     rows = json.loads((two / "results.json").read_text())["rows"]
     assert [row["method"] for row in rows] == ["base", "base-1shot"]
     assert done.stdout.count("Results in ") == 1
+
+
+def test_multipl_e_on_two_processes_gives_what_one_gives(single, double):
+    if not lua_runs():
+        pytest.skip("Lua is not installed (.ci/run installs it)")
+    root, _ = double
+    one, two = single / "multipl-e", root / "multipl-e"
+    assert (two / "predictions.jsonl").read_bytes() == (one / "predictions.jsonl").read_bytes()
+    assert metrics(two) == metrics(one)
+    names = sorted(path.name for path in one.glob("*.results.json.gz"))
+    assert len(names) == 3 and names == sorted(p.name for p in two.glob("*.results.json.gz"))
+    for name in names:
+        assert gunzip_json(two / name) == gunzip_json(one / name)
+    first, second = generated_by(root, two, 0), generated_by(root, two, 1)
+    assert len(first) == 2 and len(second) == 1 and not set(first) & set(second)
+
+
+def gunzip_json(path: Path):
+    import gzip
+
+    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 def test_a_killed_launch_resumes_on_one_process_and_ends_equal(single, tmp_path):

@@ -40,10 +40,27 @@ WAIT_POLL_S = 0.2  # the main process's refresh while the others finish their sh
 FeedFactory = Callable[[Callable[[int], None]], CandidateFeed | None]
 
 
-def batch_plan(features: Sequence, batch_size: int) -> list[list[int]]:
-    """The batches one process generates: the generation order cut every `batch_size`."""
-    order = generation_order(features)
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+def batch_plan(
+    features: Sequence, batch_size: int, groups: Sequence[Sequence[int]] | None = None
+) -> list[list[int]]:
+    """The batches one process generates: the generation order cut every `batch_size`; with
+    `groups` (item indices generated together, e.g. one stop rule each), each group's own
+    order cut alike, group after group."""
+    plan: list[list[int]] = []
+    for group in groups if groups is not None else [range(len(features))]:
+        group = list(group)
+        order = [group[p] for p in generation_order([features[i] for i in group])]
+        plan += [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return plan
+
+
+def rule_groups(rules: Sequence) -> list[tuple[object, list[int]]]:
+    """(rule, item indices) per distinct stop rule, in order of first appearance: one
+    generation call each (a batch never mixes rules)."""
+    groups: dict = {}
+    for index, rule in enumerate(rules):
+        groups.setdefault(rule, []).append(index)
+    return list(groups.items())
 
 
 def process_share(
@@ -114,14 +131,19 @@ def generate_items(
     label: str = "generate",
     feed_factory: FeedFactory | None = None,
 ) -> GenerationOutcome:
-    """Generate every item's candidates on `world`'s processes; see the module doc."""
+    """Generate every item's candidates on `world`'s processes; see the module doc.
+
+    `rule`: one stop rule for every item, or a list with one per item (items that share a
+    rule are planned and generated together). `feed_factory`: this process's execution feed.
+    """
     done: dict[int, Completion] = world.broadcast(
         read_journals(folder, key, item_ids) if world.is_main else None
     )
     features = encode_prompts(
         tokenizer, prompts, max_prompt_tokens, settings.max_new_tokens, model_max_positions(model)
     )
-    batches = batch_plan(features, settings.batch_size)
+    groups = rule_groups(rule if isinstance(rule, list | tuple) else [rule] * len(prompts))
+    batches = batch_plan(features, settings.batch_size, [indices for _, indices in groups])
     planned = {i for batch in batches for i in batch}
     dropped = [i for i in range(len(prompts)) if i not in planned]
     share = process_share(batches, set(done), world.rank, world.size)
@@ -139,8 +161,8 @@ def generate_items(
             for index, completion in sorted(done.items()):  # resumed items still need a verdict
                 feed.submit(index, completion.texts)
 
-        def finished(rows: list[tuple[int, Completion]]) -> None:
-            rows = [(share[position], completion) for position, completion in rows]
+        def finished(part: list[int], rows: list[tuple[int, Completion]]) -> None:
+            rows = [(part[position], completion) for position, completion in rows]
             journal.append(rows)
             if feed is not None:
                 for index, completion in rows:
@@ -154,24 +176,29 @@ def generate_items(
 
         progress.begin(label, len(prompts))
         live.refresh()
-        results = generate_completions(
-            model,
-            tokenizer,
-            [prompts[i] for i in share],
-            settings,
-            rule,
-            max_prompt_tokens=max_prompt_tokens,
-            on_batch=batch_done,
-            done={p: done[i] for p, i in enumerate(share) if i in done},
-            on_results=finished,
-            autocast=autocast,
-            stats=stats,
-        )
+        mine = set(share)
+        results: dict[int, Completion] = {}
+        for group_rule, indices in groups:
+            part = [i for i in indices if i in mine]  # ascending: whole batches of the plan
+            got = generate_completions(
+                model,
+                tokenizer,
+                [prompts[i] for i in part],
+                settings,
+                group_rule,
+                max_prompt_tokens=max_prompt_tokens,
+                on_batch=batch_done,
+                done={p: done[i] for p, i in enumerate(part) if i in done},
+                on_results=lambda rows, part=part: finished(part, rows),
+                autocast=autocast,
+                stats=stats,
+            )
+            results.update(zip(part, got, strict=True))
         if world.is_main and counters.store is not None:
             while live.refresh()["items"] < to_generate:  # the others are still generating
                 time.sleep(WAIT_POLL_S)
         progress.end()
-        generated = {i: c for i, c in zip(share, results, strict=True) if i not in done}
+        generated = {i: c for i, c in results.items() if i not in done}
         if feed is not None:  # dropped prompts never reach `finished`: their empty answers
             for index in dropped if world.is_main else ():
                 feed.submit(index, generated[index].texts)
@@ -179,8 +206,8 @@ def generate_items(
     finally:
         if feed is not None:
             feed.close()
-    mine = (generated, executions, {"batch_size": stats.batch_size, "oom": stats.oom_backoffs})
-    gathered = world.all_gather(mine)
+    own = (generated, executions, {"batch_size": stats.batch_size, "oom": stats.oom_backoffs})
+    gathered = world.all_gather(own)
     if not world.is_main:
         return GenerationOutcome(None)
     merged = dict(done)

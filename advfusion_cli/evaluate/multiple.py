@@ -174,24 +174,29 @@ def evaluate_benchmark(
     ref, request: BenchmarkRequest, *, spec=None, out: Path | None = None, progress=None
 ):
     """Generate with the run (or base model) on MultiPL-E problems, execute, score."""
-    from advfusion_cli.evaluate.journal import GenerationJournal, journal_key
+    from advfusion_cli.evaluate.distributed import generate_items
+    from advfusion_cli.evaluate.journal import journal_key, remove_journals
     from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
+    from advfusion_cli.evaluate.processes import EvalWorld
     from advfusion_cli.evaluate.workflow import (
         EvaluationResult,
         _load,
-        _provenance,
         _spec_for,
         read_evaluation,
     )
-    from advfusion_cli.inference.generation import GenerationStats, generate_completions
     from advfusion_cli.inference.precision import autocast_dtype
     from advfusion_cli.inference.precision import describe as describe_precision
 
-    progress = progress or NullEvalProgress()
+    world = EvalWorld.current()
+    progress = (progress or NullEvalProgress()) if world.is_main else NullEvalProgress()
     row = resolve_multiple_language(request.language)
     if request.execute:
         check_executable(row)
-    loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
+    if world.is_main:  # the main process reads (or downloads) the problems first
+        loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
+    world.barrier()
+    if not world.is_main:
+        loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
     problems = loaded_problems.problems
     spec = _spec_for(ref, spec)
     leaf = _Leaf(request.leaf(loaded_problems.source["problems_sha256"]))
@@ -201,64 +206,79 @@ def evaluate_benchmark(
         if ref.run is None:
             check_workdir(spec.output.workdir)
         folder = check_output_folder(_folder(ref, spec, leaf), "Evaluation folder")
-    previous = read_evaluation(folder)
+    # The main process decides, so every process takes the same path.
+    previous = world.broadcast(read_evaluation(folder) if world.is_main else None)
     if not request.force and _reusable(previous, loaded_problems, request, ref.method):
         return EvaluationResult(folder, previous, reused=True)
 
     examples = [_example(problem, row) for problem in problems]
     loaded = _load(ref, spec)
+    world.barrier()  # every process has its model: generation starts together
     device = next(loaded.model.parameters()).device
     autocast = autocast_dtype(spec.training.precision, device.type, enabled=request.autocast)
     decoding = request.decoding
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    journal = GenerationJournal.open(
-        folder,
-        journal_key(
-            {
-                "benchmark": loaded_problems.source["problems_sha256"],
-                "decoding": decoding.to_dict(),
-                "stop": "multipl-e exact",
-                "precision": describe_precision(autocast),
-                "model": loaded.provenance(),
-                "max_prompt_tokens": spec.data.max_prompt_tokens,
-            }
-        ),
-        [p.name for p in problems],
+    key = journal_key(
+        {
+            "benchmark": loaded_problems.source["problems_sha256"],
+            "decoding": decoding.to_dict(),
+            "stop": "multipl-e exact",
+            "precision": describe_precision(autocast),
+            "model": loaded.provenance(),
+            "max_prompt_tokens": spec.data.max_prompt_tokens,
+            "sampling_streams": "per-candidate",  # inference/sampling.py
+        }
     )
-    resumed_items = len(journal.done)
-    stats = GenerationStats(decoding.batch_size)
-    completions: list = [None] * len(problems)
-    progress.begin(f"{ref.method} -> MultiPL-E {row.ext}: generate", len(problems))
-    # The stop tokens are one list per language in MultiPL-E; rows that differ still get
-    # exactly their own, one generation call per distinct list.
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for index, problem in enumerate(problems):
-        groups.setdefault(problem.stop_tokens, []).append(index)
-    for stops, indices in groups.items():
-        done = {j: journal.done[i] for j, i in enumerate(indices) if i in journal.done}
-
-        def record(finished, indices=indices):
-            journal.append([(indices[j], completion) for j, completion in finished])
-
-        got = generate_completions(
-            loaded.model,
-            loaded.tokenizer,
-            [examples[i] for i in indices],
-            decoding,
-            stop_rule(stops),
-            max_prompt_tokens=spec.data.max_prompt_tokens,
-            on_batch=progress.advance,
-            done=done,
-            on_results=record,
-            autocast=autocast,
-            stats=stats,
-        )
-        for j, completion in zip(indices, got, strict=True):
-            completions[j] = completion
-    progress.end()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Split across the processes of `accelerate launch` (evaluate/distributed.py); the stop
+    # tokens are one list per language in MultiPL-E, and rows that differ still get exactly
+    # their own (items sharing a list are generated together).
+    outcome = generate_items(
+        world,
+        folder,
+        key,
+        [p.name for p in problems],
+        examples,
+        loaded.model,
+        loaded.tokenizer,
+        decoding,
+        [stop_rule(problem.stop_tokens) for problem in problems],
+        max_prompt_tokens=spec.data.max_prompt_tokens,
+        autocast=autocast,
+        progress=progress,
+        label=f"{ref.method} -> MultiPL-E {row.ext}: generate",
+    )
     timings["generation_s"] = round(time.perf_counter() - started, 3)
+    if not world.is_main:  # the main process executes, scores and writes
+        record = world.broadcast(None)
+        if record is None:
+            raise UserError(
+                "The main process stopped before writing the evaluation (its error says why)."
+            )
+        return EvaluationResult(folder, record)
+    try:
+        result = _finish_benchmark(
+            ref, request, spec, folder, row, loaded_problems, loaded, outcome, autocast, timings,
+            progress,
+        )  # fmt: skip
+    except BaseException:
+        world.broadcast(None)  # the others stop waiting; this process raises
+        raise
+    world.broadcast(result.record)
+    remove_journals(folder)
+    return result
 
+
+def _finish_benchmark(
+    ref, request, spec, folder, row, loaded_problems, loaded, outcome, autocast, timings, progress
+):
+    """The main process: execute the gathered completions, score, write the files."""
+    from advfusion_cli.evaluate.workflow import EvaluationResult, _provenance
+    from advfusion_cli.inference.precision import describe as describe_precision
+
+    problems, decoding = loaded_problems.problems, request.decoding
+    completions = outcome.completions
     texts = [c.texts for c in completions]
     scored, per_problem, executions = _execute_and_score(
         row, problems, texts, folder, request.execute, request.workers, progress
@@ -288,13 +308,12 @@ def evaluate_benchmark(
         "truncated_prompts": sum(c.truncated_prompt for c in completions),
         "timings": timings,
         "precision": describe_precision(autocast),
-        "generation": {**stats.to_dict(), "resumed_items": resumed_items},
+        "generation": outcome.stats,
         "provenance": _provenance(loaded, spec),
     }
     _write(folder, row, problems, texts, per_problem, record)
     if executions is not None:
         executions.remove()
-    journal.remove()
     return EvaluationResult(folder, record)
 
 
