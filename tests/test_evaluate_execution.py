@@ -137,3 +137,31 @@ def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch)
     assert _reusable({**record, "execution": before}, EvalRequest())
     assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
     assert not _reusable(None, EvalRequest())
+
+
+def test_the_multipl_e_feed_runs_each_distinct_program_once_and_skips_known_ones():
+    from advfusion_cli.evaluate.multiple_execution import _run_one, program_key
+    from advfusion_cli.evaluate.overlap import ProgramFeed
+
+    tests = "\nassert f() == 1\n"
+    programs = {0: ["def f():\n    return 1\n", "def f():\n    return 2\n"], 1: ["x = (\n"]}
+    known_program = "def f():\n    return 1\n" + tests
+    known = {program_key("py", known_program): {"status": "OK", "exit_code": 0, "known": True}}
+    ran = []
+    feed = ProgramFeed(
+        "py",
+        lambda index, candidates: [c + tests for c in candidates],
+        known=known,
+        workers=2,
+        on_executed=ran.append,
+    )
+    feed.submit(0, programs[0])
+    feed.submit(1, programs[1] * 2)  # the same program twice: one run
+    results = feed.results()
+    assert sum(ran) == 2 and sorted(results) == [0, 1]  # the known program did not run again
+    wrong = programs[0][1] + tests
+    (key, verdict), alone = *results[0].items(), _run_one("py", wrong)
+    assert key == program_key("py", wrong)  # only the program not known before
+    assert (verdict["status"], verdict["exit_code"]) == (alone["status"], alone["exit_code"])
+    (syntax,) = results[1].values()
+    assert syntax["status"] != "OK"

@@ -231,6 +231,7 @@ def evaluate_benchmark(
         }
     )
     folder.mkdir(parents=True, exist_ok=True)
+    feed_factory = _program_feed(row, problems, folder, request, world) if request.execute else None
     # Split across the processes of `accelerate launch` (evaluate/distributed.py); the stop
     # tokens are one list per language in MultiPL-E, and rows that differ still get exactly
     # their own (items sharing a list are generated together).
@@ -248,6 +249,7 @@ def evaluate_benchmark(
         autocast=autocast,
         progress=progress,
         label=f"{ref.method} -> MultiPL-E {row.ext}: generate",
+        feed_factory=feed_factory,  # programs run while the next batches generate
     )
     timings["generation_s"] = round(time.perf_counter() - started, 3)
     if not world.is_main:  # the main process executes, scores and writes
@@ -280,9 +282,18 @@ def _finish_benchmark(
     problems, decoding = loaded_problems.problems, request.decoding
     completions = outcome.completions
     texts = [c.texts for c in completions]
+    journal, fed_runs = None, 0
+    if request.execute:  # what the feeds ran during generation, journaled like any result
+        journal = ExecutionJournal(folder)
+        for ran in outcome.executions.values():
+            for key, result in ran.items():
+                if key not in journal.results:
+                    journal.add(key, result)
+                    fed_runs += 1
     scored, per_problem, executions = _execute_and_score(
-        row, problems, texts, folder, request.execute, request.workers, progress
-    )
+        row, problems, texts, folder, request.execute, request.workers, progress,
+        journal=journal, fed_runs=fed_runs,
+    )  # fmt: skip
     timings.update(scored.pop("timings"))
     record = {
         "format_version": BENCHMARK_FORMAT_VERSION,
@@ -317,6 +328,27 @@ def _finish_benchmark(
     return EvaluationResult(folder, record)
 
 
+def _program_feed(row, problems, folder: Path, request, world):
+    """This process's MultiPL-E execution feed (evaluate/overlap.py): an item's programs
+    start in the sandbox as soon as its batch is generated."""
+    from advfusion_cli.evaluate.multiple_execution import default_workers
+    from advfusion_cli.evaluate.overlap import ProgramFeed
+
+    known = ExecutionJournal(folder).results  # run by an earlier attempt: not again
+    # The machine's cores are shared by the processes of one evaluation.
+    workers = request.workers or max(1, default_workers() // world.size)
+
+    def programs_for(index, candidates):
+        return [problems[index].program(text) for text in candidates]
+
+    def factory(on_executed):
+        return ProgramFeed(
+            row.ext, programs_for, known=known, workers=workers, on_executed=on_executed
+        )
+
+    return factory
+
+
 def _folder(ref, spec, leaf: _Leaf) -> Path:
     """A run's benchmark evaluations live in its evals/; the base model's in the workdir's,
     named by the model alone (the task data plays no part in a benchmark)."""
@@ -345,9 +377,15 @@ def _execute_and_score(
     execute: bool,
     workers: int | None,
     progress=None,
+    *,
+    journal: ExecutionJournal | None = None,
+    fed_runs: int = 0,
 ) -> tuple[dict, list[list[dict]] | None, ExecutionJournal | None]:
     """(the metrics.json part: scores, per-problem pass@k, statuses; the results of each
-    problem's programs; the execution journal to remove once everything is written)."""
+    problem's programs; the execution journal to remove once everything is written).
+
+    `journal`: the folder's execution journal with what ran during generation already in
+    it (`fed_runs` distinct programs, counted as sandbox runs of this evaluation)."""
     from advfusion_cli.sandbox.programs import sandbox_info
 
     progress = progress or NullEvalProgress()
@@ -357,7 +395,7 @@ def _execute_and_score(
         return summary, None, None
     started = time.perf_counter()
     programs = [p.program(c) for p, texts in zip(problems, completions, strict=True) for c in texts]
-    journal = ExecutionJournal(folder)
+    journal = journal if journal is not None else ExecutionJournal(folder)
     progress.begin(f"execute {row.ext} programs", 1)
     results, runs = execute_programs(
         row.ext, programs, journal, workers=workers, on_progress=progress.progress_to
@@ -395,7 +433,7 @@ def _execute_and_score(
             "language": row.ext,
             "n_samples": min((len(c) for c in completions), default=0),
             "programs": len(programs),
-            "sandbox_runs": runs,
+            "sandbox_runs": runs + fed_runs,
             "resumed_runs": journal.resumed,
             "statuses": statuses,
             "toolchain": ready.tools if ready else {},

@@ -112,3 +112,60 @@ class SandboxFeed:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+class ProgramFeed:
+    """MultiPL-E's feed: each submitted item's programs (prompt + completion + tests) run in
+    the sandbox with the official rules, each distinct program once.
+
+    `programs_for(index, candidates)` builds an item's programs; `known` holds results from
+    an earlier attempt's execution journal (those programs are not run again). Results are
+    item index -> {program key: result} for the programs this feed ran; the main process
+    adds them to the execution journal and scores (evaluate/multiple.py).
+    """
+
+    def __init__(
+        self,
+        language: str,
+        programs_for: Callable[[int, Sequence[str]], list[str]],
+        *,
+        known: dict | None = None,
+        workers: int,
+        on_executed: Callable[[int], None] | None = None,
+    ):
+        self.language = language
+        self.programs_for = programs_for
+        self.known = known or {}
+        self.workers = max(1, workers)
+        self.on_executed = on_executed
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[str, tuple[int, Future]] = {}  # key -> (first item, future)
+
+    def submit(self, index: int, candidates: Sequence[str]) -> None:
+        from advfusion_cli.evaluate.multiple_execution import _run_one, program_key
+
+        for program in self.programs_for(index, candidates):
+            key = program_key(self.language, program)
+            if key in self.known or key in self._running:
+                continue
+            if self._pool is None:  # spawn: see SandboxFeed
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=get_context("spawn")
+                )
+            future = self._pool.submit(_run_one, self.language, program)
+            if self.on_executed is not None:
+                future.add_done_callback(lambda _: self.on_executed(1))
+            self._running[key] = (index, future)
+
+    def results(self) -> dict[int, dict[str, dict]]:
+        out: dict[int, dict[str, dict]] = {}
+        for key, (index, future) in self._running.items():
+            out.setdefault(index, {})[key] = future.result()
+        self._running = {}
+        self.close()
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
