@@ -13,7 +13,7 @@ from test_evaluate_support import make_model
 
 from advfusion_cli.data.encoding import DroppedExample, encode_prompt_for_generation
 from advfusion_cli.data.records import TaskExample
-from advfusion_cli.evaluate.distributed import batch_plan, process_share
+from advfusion_cli.evaluate.distributed import batch_plan, dealt_to, process_share
 from advfusion_cli.evaluate.processes import EvalWorld, SharedCounters
 from advfusion_cli.inference.generation import (
     DecodingSettings,
@@ -45,11 +45,19 @@ def test_shares_split_the_pending_batches_and_replan_into_the_same_batches(size)
     shares = [process_share(plan, done, rank, size) for rank in range(size)]
     pending = [b for b in plan if b != plan[1]]
     assert sorted(i for share in shares for i in share) == sorted(i for b in pending for i in b)
+    # dealt back and forth: of 3 pending batches, 2 processes get 0 | 1, 2; 3 get 0 | 1 | 2
+    deal = [[k for k in range(len(pending)) if dealt_to(k, size) == r] for r in range(size)]
+    assert sorted(k for ks in deal for k in ks) == list(range(len(pending)))
+    assert (
+        deal == {1: [[0, 1, 2]], 2: [[0], [1, 2]], 3: [[0], [1], [2]], 4: [[0], [1], [2], []]}[size]
+    )
+    assert [dealt_to(k, 2) for k in range(6)] == [0, 1, 1, 0, 0, 1]
     for rank, share in enumerate(shares):
-        assert share == sorted(i for b in pending[rank::size] for i in b)
+        mine = [pending[k] for k in deal[rank]]
+        assert share == sorted(i for b in mine for i in b)
         # A share planned alone (as its process plans it) gives exactly its batches.
         alone = batch_plan(features([lengths[i] for i in share]), batch_size=3)
-        assert [[share[p] for p in batch] for batch in alone] == pending[rank::size]
+        assert [[share[p] for p in batch] for batch in alone] == mine
 
 
 def test_a_candidate_seed_is_the_documented_digest():
@@ -237,7 +245,7 @@ def test_journals_of_other_processes_are_resumed_by_one(tiny, tmp_path):
     plan = batch_plan(features, 2)  # what every process plans
     folder = tmp_path / "killed"
     folder.mkdir()
-    for rank in (1, 2):  # process r had generated batch r - 1 (round-robin: its first)
+    for rank in (1, 2):  # process r had generated batch r - 1 (its first of the deal)
         journal = GenerationJournal.open(folder, "key", ids, name=journal_name(rank))
         journal.append([(i, unbroken.completions[i]) for i in plan[rank - 1]])
     with (folder / journal_name(2)).open("a") as handle:

@@ -2,8 +2,8 @@
 
     main reads every journal (any earlier attempt, any number of processes) -> all get it
     -> the batch plan over ALL items: prompts longest first, cut into batches of --batch-size
-    -> the batches still to do are dealt round-robin: process r takes pending batches
-       r, r + N, r + 2N, ... (longest first, so the shares weigh about the same)
+    -> the batches still to do are dealt like cards, back and forth (0..N-1, then N-1..0,
+       ...): longest first, so the shares weigh about the same
     -> each process generates its batches, journals each one, feeds finished candidates to
        the execution feed (overlap), and adds to the shared progress counters
     -> all_gather: the main process holds every item's completion (original order) and result
@@ -34,7 +34,7 @@ from advfusion_cli.inference.generation import (
 )
 
 COUNTERS = ("items", "tokens", "programs")
-WAIT_POLL_S = 0.2  # the main process's refresh while the others finish their shares
+WAIT_POLL_S = 0.05  # the main process's refresh while the others finish their shares
 
 # A feed for this process's share: given the callback that counts programs run.
 FeedFactory = Callable[[Callable[[int], None]], CandidateFeed | None]
@@ -63,13 +63,21 @@ def rule_groups(rules: Sequence) -> list[tuple[object, list[int]]]:
     return list(groups.items())
 
 
+def dealt_to(position: int, size: int) -> int:
+    """The process that generates the pending batch at `position`: dealt back and forth
+    (0, 1, .., N-1, N-1, .., 1, 0, 0, 1, ..), so no process always gets the longer batch of
+    each round (batches go longest first)."""
+    turn, place = divmod(position, size)
+    return place if turn % 2 == 0 else size - 1 - place
+
+
 def process_share(
     batches: Sequence[Sequence[int]], done: set[int], rank: int, size: int
 ) -> list[int]:
-    """Item indices process `rank` generates, ascending: the pending batches dealt
-    round-robin. A union of whole batches, so re-planning it alone gives the same batches."""
+    """Item indices process `rank` generates, ascending: its deal of the pending batches.
+    A union of whole batches, so re-planning it alone gives the same batches."""
     pending = [batch for batch in batches if any(i not in done for i in batch)]
-    return sorted(i for batch in pending[rank::size] for i in batch)
+    return sorted(i for k, batch in enumerate(pending) if dealt_to(k, size) == rank for i in batch)
 
 
 @dataclass
