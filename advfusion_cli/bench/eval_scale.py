@@ -30,8 +30,8 @@ class EvalBenchSettings:
     processes: int = 2
     task: str = "code-generation"
     target: str = "python"
-    limit: int = 32
-    max_new_tokens: int = 64
+    limit: int = 64
+    max_new_tokens: int = 128
     batch_size: int = 4
     model: str | None = None  # None: the embedded model
     workers: int | None = None  # sandbox processes per evaluation process
