@@ -8,6 +8,9 @@ parity OUT ADAPTERS [CLI_ARGS_JSON]: AdapterFusion and AdvFusion, each under FSD
 kill OUT ADAPTERS: FSDP AdapterFusion into OUT/run; process 1 kills itself (SIGKILL) right
     after optimizer step 3 (the step-2 checkpoint is on disk).
 resume OUT ADAPTERS: the same run again, resuming; writes its final weights.
+splits OUT ADAPTERS: each method of fp.SPLIT_METHODS with batch 4 on each process under DDP,
+    the fusions also under FSDP, and AdapterFusion under FSDP with batch 2 x grad_accum 2
+    counting its reduce-scatters; writes the weights and each run's metrics.
 """
 
 from __future__ import annotations
@@ -94,6 +97,47 @@ def parity(accelerator, out: Path, adapters) -> None:
         save_file(weights, str(out / "fsdp-adapterfusion-checkpointing.safetensors"))
 
 
+def count_reduce_scatters(counter: list[int]) -> None:
+    """Count FSDP's gradient reduce-scatters (torch.distributed.reduce_scatter_single)."""
+    import torch.distributed as dist
+
+    original = dist.reduce_scatter_single
+
+    def counted(*args, **kwargs):
+        counter[0] += 1
+        return original(*args, **kwargs)
+
+    dist.reduce_scatter_single = counted
+
+
+def splits(accelerator, out: Path, adapters) -> None:
+    rank, world = accelerator.process_index, accelerator.num_processes
+    per_process = fp.SPLIT_GLOBAL_BATCH // world
+    runs = [(name, "ddp", per_process, 1) for name in fp.SPLIT_METHODS]
+    runs += [(name, "fsdp", per_process, 1) for name in ("adapterfusion", "advfusion")]
+    runs += [("adapterfusion", "fsdp", per_process // 2, 2)]
+    reduce_scatters = [0]
+    count_reduce_scatters(reduce_scatters)
+    counts = {}
+    for name, mode, batch, accumulation in runs:
+        label = f"{mode}-{name}-{batch}x{accumulation}"
+        torch.manual_seed(0)
+        trainable = fp.split_trainable(name, adapters)
+        if mode == "fsdp":
+            layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
+        else:
+            layout, prepared = None, accelerator.prepare(trainable.model)
+        loop = fp.trainer(accelerator, prepared, trainable, out / label, layout)
+        before = reduce_scatters[0]
+        fp.split_schedule(name)(loop, trainable, fp.split_phases(name, batch, accumulation))
+        counts[label] = reduce_scatters[0] - before
+        weights = gathered(trainable.params)
+        if rank == 0:
+            save_file(weights, str(out / f"{label}.safetensors"))
+        accelerator.wait_for_everyone()
+    (out / f"reduce-scatters-rank{rank}.json").write_text(json.dumps(counts))
+
+
 def run_cli(args_file: Path, out: Path, rank: int) -> None:
     from advfusion_cli.cli.app import main
 
@@ -113,6 +157,9 @@ def main() -> None:
         parity(accelerator, out, adapters)
         if len(sys.argv) > 4:
             run_cli(Path(sys.argv[4]), out, accelerator.process_index)
+        return
+    if mode == "splits":
+        splits(accelerator, out, adapters)
         return
     if mode == "kill":
 

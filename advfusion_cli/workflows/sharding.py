@@ -134,6 +134,10 @@ class Replicated:
     def unsharded(self, model: nn.Module):
         return contextlib.nullcontext()
 
+    def gradient_sync(self, accelerator, model: nn.Module, last: bool):
+        """Context for one micro-batch's backward: average gradients only on the last."""
+        return contextlib.nullcontext() if last else accelerator.no_sync(model)
+
 
 class FusionSharded(Replicated):
     """FSDP2 over the fusion layers: one `fully_shard` unit per fusion layer, base ignored."""
@@ -168,6 +172,16 @@ class FusionSharded(Replicated):
         # them reshard after forward (a root unit would keep its parameters gathered).
         fully_shard(model, mesh=mesh, ignored_params=frozen)
         return model
+
+    @contextlib.contextmanager
+    def gradient_sync(self, accelerator, model: nn.Module, last: bool) -> Iterator[None]:
+        """Reduce-scatter only after the step's last backward: earlier micro-batches
+        accumulate unsharded gradients locally (accelerate's no_sync does nothing for FSDP2)."""
+        model.set_requires_gradient_sync(last)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
     def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
         """Whole weights on the main process ({} elsewhere); every process must call it."""

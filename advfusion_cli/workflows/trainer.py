@@ -16,7 +16,6 @@ function, a collator and the encoded examples.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ from advfusion_cli.workflows.batching import (
     micro_batch_indices,
     micro_batches_per_epoch,
 )
+from advfusion_cli.workflows.lm_loss import IGNORE_INDEX
 from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
@@ -42,6 +42,20 @@ from advfusion_cli.workflows.tracking import NullRunTracker
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
 LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
+
+
+def target_count(batch: dict[str, Tensor]) -> Tensor:
+    """Training targets of a batch: labelled next-token positions (what the loss averages)."""
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+
+
+def loss_sum(mean: Tensor, count: Tensor) -> Tensor:
+    """A mean loss back to its sum over `count` targets; 0 (with a zero gradient, still one
+    forward and backward so collectives line up) for a micro-batch without targets."""
+    if int(count) == 0:
+        return mean.nan_to_num(0.0) * 0.0
+    return mean * count
+
 
 # Called after every optimizer step with (phase name, step): an extension point that tests
 # use to interrupt a run at an exact step.
@@ -255,35 +269,62 @@ class Trainer:
         self, phase: Phase, pos: ckpt.LoopPosition, order: list[int]
     ) -> tuple[list[int], float, float | None, int]:
         """Forward/backward over one step's micro-batches; returns (order, loss, regularizer,
-        tokens) with loss (the regularizer included) and regularizer averaged and tokens summed
-        over micro-batches and processes; regularizer is None without an extra loss."""
+        tokens): loss is the step's global mean over target tokens (regularizer included),
+        tokens the attention-mask tokens of every micro-batch on every process, regularizer
+        None without an extra loss.
+
+        One global batch, one gradient: the task loss of an optimizer step is the sum of the
+        losses of all its target tokens (every micro-batch, every process) divided by their
+        global count, so a step's result does not depend on how its batch is split. The count
+        is gathered once per step, before the first backward; each micro-batch then backs
+        its loss *sum* scaled by world / global count (DDP's and FSDP's gradient averaging
+        divide by world again). The regularizer is added once per step, at its weight.
+        """
         s = phase.settings
         micro_per_epoch = micro_batches_per_epoch(len(phase.train), s.batch_size, self.world)
-        # loss, tokens, regularizer
-        totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
-        for micro in range(s.grad_accumulation):
+        batches = []
+        for _ in range(s.grad_accumulation):
             if pos.index >= micro_per_epoch:  # next epoch, next seeded permutation
                 pos.epoch, pos.index = pos.epoch + 1, 0
                 order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
             ids = micro_batch_indices(order, pos.index, s.batch_size, self.world, self.rank)
-            batch = self._to_device(self.collate([phase.train[i] for i in ids]))
+            batches.append(self._to_device(self.collate([phase.train[i] for i in ids])))
             pos.index += 1
-            # Gradients are averaged across processes only on the step's last micro-batch.
+        global_targets = self._global_target_count(batches)
+        scale = self.world / max(global_targets, 1)
+        # loss sum over target tokens, attention tokens, regularizer
+        totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
+        for micro, batch in enumerate(batches):
             last = micro == s.grad_accumulation - 1
-            sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
-            with sync, self.accelerator.autocast():
-                loss, _ = self.loss_fn(self.model, batch, True)
+            with self._gradient_sync(last), self.accelerator.autocast():
+                mean, count = self.loss_fn(self.model, batch, True)
+                summed = loss_sum(mean, count)
+                objective = summed * scale
                 if self.extra_loss is not None:
-                    extra = self.extra_loss()
-                    loss = loss + extra
-                    totals[2] += extra.detach().double() / s.grad_accumulation
-                self.accelerator.backward(loss / s.grad_accumulation)
-            totals[0] += loss.detach().double() / s.grad_accumulation
+                    extra = self.extra_loss() / s.grad_accumulation
+                    objective = objective + extra
+                    totals[2] += extra.detach().double()
+                self.accelerator.backward(objective)
+            totals[0] += summed.detach().double()
             totals[1] += batch["attention_mask"].sum()
         if self.world > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         regularizer = float(totals[2]) / self.world if self.extra_loss is not None else None
-        return order, float(totals[0]) / self.world, regularizer, int(totals[1])
+        loss = float(totals[0]) / max(global_targets, 1) + (regularizer or 0.0)
+        return order, loss, regularizer, int(totals[1])
+
+    def _global_target_count(self, batches: list[dict[str, Tensor]]) -> int:
+        """Target tokens of one step's micro-batches over every process (one all-reduce)."""
+        local = sum(int(target_count(batch)) for batch in batches)
+        count = torch.tensor([local], dtype=torch.float64, device=self.accelerator.device)
+        if self.world > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return int(count.item())
+
+    def _gradient_sync(self, last: bool):
+        """Gradients are averaged across processes only on the step's last micro-batch
+        (DDP: no_sync; FSDP: no reduce-scatter until the last backward)."""
+        return self.sharding.gradient_sync(self.accelerator, self.model, last)
 
     def _log_step(
         self,
