@@ -1,8 +1,10 @@
 """One readable training loop on accelerate, resumable bit for bit at any optimizer step.
 
     for each optimizer step:
+        count the step's target tokens over its micro-batches and processes (one all-reduce)
         for each of `grad_accumulation` micro-batches (seeded order per epoch):
-            loss = task loss (+ fusion regularizer); backward(loss / grad_accumulation)
+            backward(task loss summed over its targets / the step's global target count
+                     (+ fusion regularizer / grad_accumulation))
         clip, optimizer step, schedule step
         log (metrics.jsonl, trackers); evaluate and keep the best weights; checkpoint;
         stop early when eval loss stopped improving; stop cleanly on Ctrl-C
@@ -41,18 +43,25 @@ from advfusion_cli.workflows.sharding import Replicated
 from advfusion_cli.workflows.tracking import NullRunTracker
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
+# Training weights each micro-batch by `target_count(batch)` (what the mean is over), so a
+# step's loss is the mean over all its targets however the global batch is split.
 LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
 
 
-def target_count(batch: dict[str, Tensor]) -> Tensor:
-    """Training targets of a batch: labelled next-token positions (what the loss averages)."""
-    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+def target_count(batch: dict[str, Tensor]) -> int:
+    """How many targets a training batch's loss averages over: its labelled next-token
+    positions (labels != -100 after the first); a batch without labels (a loss that is not
+    per token) counts one per row. Counted on the collated (CPU) batch: no device sync."""
+    labels = batch.get("labels")
+    if labels is None:
+        return len(batch["attention_mask"])
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
-def loss_sum(mean: Tensor, count: Tensor) -> Tensor:
+def loss_sum(mean: Tensor, count: int) -> Tensor:
     """A mean loss back to its sum over `count` targets; 0 (with a zero gradient, still one
     forward and backward so collectives line up) for a micro-batch without targets."""
-    if int(count) == 0:
+    if count == 0:
         return mean.nan_to_num(0.0) * 0.0
     return mean * count
 
@@ -282,22 +291,24 @@ class Trainer:
         """
         s = phase.settings
         micro_per_epoch = micro_batches_per_epoch(len(phase.train), s.batch_size, self.world)
-        batches = []
+        batches, counts = [], []
         for _ in range(s.grad_accumulation):
             if pos.index >= micro_per_epoch:  # next epoch, next seeded permutation
                 pos.epoch, pos.index = pos.epoch + 1, 0
                 order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
             ids = micro_batch_indices(order, pos.index, s.batch_size, self.world, self.rank)
-            batches.append(self._to_device(self.collate([phase.train[i] for i in ids])))
+            batch = self.collate([phase.train[i] for i in ids])
+            counts.append(target_count(batch))
+            batches.append(self._to_device(batch))
             pos.index += 1
-        global_targets = self._global_target_count(batches)
+        global_targets = self._global_count(sum(counts))
         scale = self.world / max(global_targets, 1)
         # loss sum over target tokens, attention tokens, regularizer
         totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
-        for micro, batch in enumerate(batches):
+        for micro, (batch, count) in enumerate(zip(batches, counts, strict=True)):
             last = micro == s.grad_accumulation - 1
             with self._gradient_sync(last), self.accelerator.autocast():
-                mean, count = self.loss_fn(self.model, batch, True)
+                mean, _ = self.loss_fn(self.model, batch, True)
                 summed = loss_sum(mean, count)
                 objective = summed * scale
                 if self.extra_loss is not None:
@@ -313,13 +324,12 @@ class Trainer:
         loss = float(totals[0]) / max(global_targets, 1) + (regularizer or 0.0)
         return order, loss, regularizer, int(totals[1])
 
-    def _global_target_count(self, batches: list[dict[str, Tensor]]) -> int:
-        """Target tokens of one step's micro-batches over every process (one all-reduce)."""
-        local = sum(int(target_count(batch)) for batch in batches)
+    def _global_count(self, local: int) -> int:
+        """A step's target count summed over every process (one all-reduce per step)."""
+        if self.world == 1:
+            return local
         count = torch.tensor([local], dtype=torch.float64, device=self.accelerator.device)
-        if self.world > 1:
-            count = self.accelerator.reduce(count, reduction="sum")
-        return int(count.item())
+        return int(self.accelerator.reduce(count, reduction="sum").item())
 
     def _gradient_sync(self, last: bool):
         """Gradients are averaged across processes only on the step's last micro-batch
