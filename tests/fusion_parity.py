@@ -52,12 +52,17 @@ def method(name: str):
     return AdvFusionMethod(temperature=True, regularization_weight=0.05, mask_mode="zero")
 
 
-def fused_model(name: str, adapter_dirs: dict[str, Path], checkpointing: bool = False):
-    """The tiny base with the adapters fused, only the fusion layers trainable."""
+def fused_model(
+    name: str, adapter_dirs: dict[str, Path], checkpointing: bool = False, sharded: bool = False
+):
+    """The tiny base with the adapters fused, only the fusion layers trainable (sharded: the
+    fusion built on the meta device, as an FSDP run builds it)."""
     model = build_tiny_model("llama")
     model.train()
     torch.manual_seed(1)  # the fusion layers' initialisation draws from the global RNG
-    return setup_fusion(model, method(name), adapter_dirs, gradient_checkpointing=checkpointing)
+    return setup_fusion(
+        model, method(name), adapter_dirs, gradient_checkpointing=checkpointing, sharded=sharded
+    )
 
 
 def examples(seed: int) -> list[dict]:
@@ -148,7 +153,7 @@ def split_method(name: str):
     return AdvFusionMethod(temperature=False, regularization_weight=0.05, mask_mode="zero")
 
 
-def split_trainable(name: str, adapter_dirs: dict[str, Path]):
+def split_trainable(name: str, adapter_dirs: dict[str, Path], sharded: bool = False):
     """The model of one split run, initialised identically in every process and every run."""
     from advfusion_cli.workflows.methods import setup_adapter, setup_lora
 
@@ -159,7 +164,7 @@ def split_trainable(name: str, adapter_dirs: dict[str, Path]):
         return setup_adapter(model, split_method(name), TARGET)
     if name == "lora":
         return setup_lora(model, split_method(name))
-    return setup_fusion(model, split_method(name), adapter_dirs)
+    return setup_fusion(model, split_method(name), adapter_dirs, sharded=sharded)
 
 
 def split_examples(seed: int) -> list[dict]:

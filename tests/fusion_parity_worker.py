@@ -32,7 +32,7 @@ from advfusion_cli.workflows import sharding, trainer  # noqa: E402
 
 
 def train_fsdp(accelerator, name, adapters, run, checkpointing=False):
-    trainable = fp.fused_model(name, adapters, checkpointing)
+    trainable = fp.fused_model(name, adapters, checkpointing, sharded=True)
     layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
     params = trainable.params  # now the sharded parameters
     loop = fp.trainer(accelerator, prepared, trainable, run, layout)
@@ -72,12 +72,13 @@ def parity(accelerator, out: Path, adapters) -> None:
         weights = gathered(params)
         if rank == 0:
             save_file(weights, str(out / f"fsdp-{name}.safetensors"))
-        with layout.unsharded(prepared), torch.no_grad():
+        with torch.no_grad():  # a sharded forward: both processes run it
             prepared.eval()
             logits = prepared(**fp.probe_batch()).logits
-            if rank == 0:
-                torch.save(logits, out / f"logits-{name}.pt")
-                trainable.export(out / f"export-{name}")
+        export = layout.exporter(trainable)  # both processes join the gathers
+        if rank == 0:
+            torch.save(logits, out / f"logits-{name}.pt")
+            export(out / f"export-{name}")
         accelerator.wait_for_everyone()
 
         torch.manual_seed(0)
@@ -122,7 +123,7 @@ def splits(accelerator, out: Path, adapters) -> None:
     for name, mode, batch, accumulation in runs:
         label = f"{mode}-{name}-{batch}x{accumulation}"
         torch.manual_seed(0)
-        trainable = fp.split_trainable(name, adapters)
+        trainable = fp.split_trainable(name, adapters, sharded=mode == "fsdp")
         if mode == "fsdp":
             layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
         else:

@@ -408,10 +408,10 @@ def _train(
         distributed=layout.kind,
     )
     export_started = time.perf_counter()
-    with layout.unsharded(prepared):  # the export reads whole tensors on the main process
-        if session.is_main:
-            atomic.publish_dir(trainable.export, run.final)
-        accelerator.wait_for_everyone()
+    export = layout.exporter(trainable)  # FSDP: every process joins, one tensor at a time
+    if session.is_main:
+        atomic.publish_dir(export, run.final)
+    accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started
     outcome.timings = {key: round(value, 3) for key, value in timings.items()}

@@ -18,6 +18,7 @@ function, a collator and the encoded examples.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -375,27 +376,32 @@ class Trainer:
         if not examples:
             return None
         # The unwrapped model: processes hold different numbers of eval batches, so the
-        # forward must not run DDP's collectives.
+        # forward must not run DDP's collectives. Under FSDP each unit is gathered for its
+        # own forward (one at a time), so there every process runs as many batches.
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
         mine = list(range(self.rank, len(examples), self.world))
+        chunks = [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]
+        counted = len(chunks)
+        if self.sharding.forward_communicates:  # FSDP: every process runs as many forwards
+            rounds = math.ceil(math.ceil(len(examples) / self.world) / batch_size)
+            chunks += [chunks[-1] if chunks else [0]] * (rounds - counted)  # not counted
         totals = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)
-        for start in range(0, len(mine), batch_size):
-            chunk = [examples[i] for i in mine[start : start + batch_size]]
-            batch = self._to_device(self.collate(chunk))
+        for number, indices in enumerate(chunks):
+            batch = self._to_device(self.collate([examples[i] for i in indices]))
             with self.accelerator.autocast():
                 loss, count = self.loss_fn(model, batch, False)
-            totals[0] += loss.double() * count
-            totals[1] += count
+            if number < counted:
+                totals[0] += loss.double() * count
+                totals[1] += count
         if self.world > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         model.train(was_training)
         return float(totals[0] / totals[1]) if totals[1] > 0 else None
 
     def _evaluate_and_keep_best(self, phase: Phase, pos: ckpt.LoopPosition) -> None:
-        with self.sharding.unsharded(self.model):  # FSDP: no collectives per eval batch
-            eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
+        eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
         if eval_loss is None:
             return
         improved = pos.best_eval_loss is None or eval_loss < pos.best_eval_loss
