@@ -139,8 +139,61 @@ def splits(accelerator, out: Path, adapters) -> None:
     (out / f"reduce-scatters-rank{rank}.json").write_text(json.dumps(counts))
 
 
+class UnitMemoryWatch:
+    """How many whole fusion units a process holds at once: FSDP units gathered at the same
+    time outside a backward pass (FSDPParamGroup state changes), and FusionLayers alive with
+    real (not meta, not sharded) parameters, over everything the process runs."""
+
+    def __init__(self) -> None:
+        import weakref
+
+        from torch.distributed.fsdp._fully_shard._fsdp_param_group import FSDPParamGroup
+
+        from advfusion_cli.engine.modules.fusion import FusionLayer
+
+        self.gathered: set[int] = set()
+        self.most_gathered = 0
+        self.layers: weakref.WeakSet = weakref.WeakSet()
+        self.most_whole_layers = 0
+        to_unsharded, to_sharded = FSDPParamGroup._to_unsharded, FSDPParamGroup._to_sharded
+        to_post_forward = FSDPParamGroup._to_sharded_post_forward
+        watch = self
+
+        def unsharded(group):
+            to_unsharded(group)
+            watch.gathered.add(id(group))
+            if torch._C._current_graph_task_id() == -1:  # not in a backward pass
+                watch.most_gathered = max(watch.most_gathered, len(watch.gathered))
+
+        def sharded(group, original):
+            original(group)
+            watch.gathered.discard(id(group))
+
+        FSDPParamGroup._to_unsharded = unsharded
+        FSDPParamGroup._to_sharded = lambda group: sharded(group, to_sharded)
+        FSDPParamGroup._to_sharded_post_forward = lambda group: sharded(group, to_post_forward)
+        init = FusionLayer.__init__
+
+        def counted_init(layer, *args, **kwargs):
+            init(layer, *args, **kwargs)
+            watch.layers.add(layer)
+            whole = [m for m in watch.layers if _holds_whole_parameters(m)]
+            watch.most_whole_layers = max(watch.most_whole_layers, len(whole))
+
+        FusionLayer.__init__ = counted_init
+
+    def report(self) -> dict:
+        return {"most_gathered": self.most_gathered, "most_whole_layers": self.most_whole_layers}
+
+
+def _holds_whole_parameters(layer) -> bool:
+    return any(not p.is_meta and not sharding.is_sharded(p) for p in layer.parameters())
+
+
 def run_cli(args_file: Path, out: Path, rank: int) -> None:
     from advfusion_cli.cli.app import main
+
+    watch = UnitMemoryWatch()
 
     try:
         main(json.loads(args_file.read_text()))
@@ -148,6 +201,7 @@ def run_cli(args_file: Path, out: Path, rank: int) -> None:
     except SystemExit as exit_:
         code = exit_.code
     (out / f"cli-exit-rank{rank}.json").write_text(json.dumps(code))
+    (out / f"cli-units-rank{rank}.json").write_text(json.dumps(watch.report()))
 
 
 def main() -> None:
