@@ -11,6 +11,8 @@ resume OUT ADAPTERS: the same run again, resuming; writes its final weights.
 splits OUT ADAPTERS: each method of fp.SPLIT_METHODS with batch 4 on each process under DDP,
     the fusions also under FSDP, and AdapterFusion under FSDP with batch 2 x grad_accum 2
     counting its reduce-scatters; writes the weights and each run's metrics.
+bf16 OUT ADAPTERS: AdapterFusion under FSDP at batch 4 per process with bf16 autocast;
+    writes the weights and the dtypes it computed with, reduced in and kept.
 """
 
 from __future__ import annotations
@@ -190,6 +192,42 @@ def _holds_whole_parameters(layer) -> bool:
     return any(not p.is_meta and not sharding.is_sharded(p) for p in layer.parameters())
 
 
+def bf16(accelerator, out: Path, adapters) -> None:
+    """AdapterFusion under FSDP with bf16 autocast (launched with mixed_precision=bf16):
+    the dtypes the units compute with, reduce in and keep, and the trained weights."""
+    import torch.distributed as dist
+
+    seen = {"compute": set(), "reduce": set()}
+    original = dist.reduce_scatter_single
+
+    def recorded(*args, **kwargs):
+        seen["reduce"].add(str(kwargs["input"].dtype))
+        return original(*args, **kwargs)
+
+    dist.reduce_scatter_single = recorded
+    torch.manual_seed(0)
+    trainable = fp.split_trainable("adapterfusion", adapters, sharded=True)
+    layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
+    for unit in layout.units:
+        unit.query.register_forward_pre_hook(
+            lambda module, args: seen["compute"].add(str(module.weight.dtype))
+        )
+    loop = fp.trainer(accelerator, prepared, trainable, out / "bf16", layout)
+    per_process = fp.SPLIT_GLOBAL_BATCH // accelerator.num_processes
+    results = fp.split_schedule("adapterfusion")(
+        loop, trainable, fp.split_phases("adapterfusion", per_process, 1)
+    )
+    master = sorted({str(p.dtype) for p in trainable.params.values()})
+    state = results[-1].optimizer_state.values()  # the live moments, keyed by parameter
+    moments = sorted({str(v.dtype) for s in state for k, v in s.items() if k.startswith("exp")})
+    weights = gathered(trainable.params)
+    if accelerator.process_index == 0:
+        save_file(weights, str(out / "fsdp-adapterfusion-bf16.safetensors"))
+        report = {key: sorted(value) for key, value in seen.items()}
+        report.update(master=master, moments=moments)
+        (out / "bf16-dtypes.json").write_text(json.dumps(report))
+
+
 def run_cli(args_file: Path, out: Path, rank: int) -> None:
     from advfusion_cli.cli.app import main
 
@@ -207,7 +245,10 @@ def run_cli(args_file: Path, out: Path, rank: int) -> None:
 def main() -> None:
     mode, out, adapter_root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     adapters = {language: adapter_root / language for language in fp.LANGUAGES}
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, mixed_precision="bf16" if mode == "bf16" else "no")
+    if mode == "bf16":
+        bf16(accelerator, out, adapters)
+        return
     if mode == "parity":
         parity(accelerator, out, adapters)
         if len(sys.argv) > 4:

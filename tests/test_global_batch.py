@@ -22,6 +22,7 @@ from advfusion_cli.workflows.batching import epoch_permutation, micro_batch_indi
 from advfusion_cli.workflows.trainer import target_count
 
 TOLERANCE = 1e-4
+BF16_TOLERANCE = 5e-3  # a loss near 5 in bf16 arithmetic: 8 mantissa bits, ~4e-3 relative
 # The fusion's key bias adds Q.b_K to every slot's score alike, so the softmax ignores it: its
 # gradient is 0 up to rounding, and Adam turns that rounding (which depends on summation
 # order) into full-size steps. It is compared apart, by its effect: none (see below).
@@ -177,3 +178,43 @@ def test_fsdp_accumulation_reduce_scatters_once_per_step(split_runs):
         assert counts["fsdp-adapterfusion-4x1"] == fp.STEPS * UNITS
         assert counts["fsdp-adapterfusion-2x2"] == fp.STEPS * UNITS
         assert counts["ddp-adapterfusion-4x1"] == 0
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tmp_path_factory, adapters) -> Path:
+    out = tmp_path_factory.mktemp("bf16-run")
+    done = launch("bf16", out, adapters)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out
+
+
+def test_fsdp_under_bf16_computes_in_bf16_keeps_fp32_and_stays_near_the_fp32_run(
+    split_runs, bf16_run
+):
+    """training.precision=bf16 under FSDP: units all-gather bf16 copies for compute, reduce
+    gradients and keep master weights and AdamW moments in fp32; every logged loss stays
+    within bf16 rounding of the fp32 run's (and differs: bf16 really computed). Weights are
+    not compared element-wise: Adam turns bf16 noise on near-zero gradients into full
+    steps."""
+    dtypes = json.loads((bf16_run / "bf16-dtypes.json").read_text())
+    assert dtypes == {
+        "compute": ["torch.bfloat16"],
+        "reduce": ["torch.float32"],
+        "master": ["torch.float32"],
+        "moments": ["torch.float32"],
+    }
+    fp32_losses = logged_losses(split_runs / "fsdp-adapterfusion-4x1")
+    bf16_losses = logged_losses(bf16_run / "bf16")
+    assert len(bf16_losses) == len(fp32_losses) == fp.STEPS + 1  # the steps, the evaluation
+    differences = [abs(a - b) for a, b in zip(bf16_losses, fp32_losses, strict=True)]
+    assert max(differences) < BF16_TOLERANCE
+    assert max(differences) > 0  # bf16 really computed
+    fp32 = load_file(str(split_runs / "fsdp-adapterfusion-4x1.safetensors"))
+    bf16 = load_file(str(bf16_run / "fsdp-adapterfusion-bf16.safetensors"))
+    assert weight_difference(bf16, fp32) > 0
+
+
+def logged_losses(run: Path) -> list[float]:
+    """Every training loss then the eval loss a run logged, in order."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r.get("loss", r.get("eval_loss")) for r in records if "loss" in r or "eval_loss" in r]
