@@ -37,10 +37,10 @@ from advfusion_cli.workflows.batching import (
     micro_batches_per_epoch,
 )
 from advfusion_cli.workflows.lm_loss import IGNORE_INDEX
-from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
+from advfusion_cli.workflows.optim import build_optimizer, build_scheduler, repage_state
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
-from advfusion_cli.workflows.sharding import Replicated
+from advfusion_cli.workflows.sharding import FSDP, Replicated
 from advfusion_cli.workflows.tracking import NullRunTracker
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
@@ -201,7 +201,8 @@ class Trainer:
         """
         s = phase.settings
         params = list(self.trainable.values())
-        optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay)
+        sharded = self.sharding.kind == FSDP  # sharded parameters: torch AdamW
+        optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay, sharded)
         if carry_optimizer is not None:
             resuming = self._end_dir(phase).exists() or ckpt.latest_checkpoint(
                 self._phase_dir(phase)
@@ -480,6 +481,7 @@ class Trainer:
             optimizer.load_state_dict(
                 self.sharding.local_optimizer_state(state["optimizer"], params)
             )
+            repage_state(optimizer)  # a paged optimizer's state back into paged buffers
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)
