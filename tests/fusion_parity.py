@@ -107,15 +107,16 @@ def schedule(name: str):
     return single_phase
 
 
-def trainer(accelerator, prepared, trainable, run: Path, layout=None):
+def trainer(accelerator, prepared, trainable, run: Path, layout=None, stop=None, loss=None):
     return Trainer(
         accelerator,
         prepared,
         trainable.params,
-        causal_lm_loss,
+        loss or causal_lm_loss,
         Collator(pad_token_id=0),
         RunDir(run),
         extra_loss=trainable.extra_loss,
+        stop=stop,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
         sharding=layout,

@@ -2,7 +2,8 @@
 
 parity OUT ADAPTERS [CLI_ARGS_JSON]: AdapterFusion and AdvFusion, each under FSDP then DDP,
     and AdapterFusion under FSDP with gradient checkpointing; writes the gathered weights,
-    each process's shard element counts, the FSDP export and logits. Then, given
+    each process's shard element counts, the FSDP export and logits; then saved weights
+    loaded back into the shards (a resume after Ctrl-C, a keep-best reload). Then, given
     CLI_ARGS_JSON, runs `advfusion ARGS` in this launch (both processes), as
     `accelerate launch -m advfusion_cli ARGS` would.
 kill OUT ADAPTERS: FSDP AdapterFusion into OUT/run; process 1 kills itself (SIGKILL) right
@@ -17,6 +18,8 @@ bf16 OUT ADAPTERS: AdapterFusion under FSDP at batch 4 per process with bf16 aut
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -31,15 +34,92 @@ from accelerate import Accelerator  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from advfusion_cli.workflows import sharding, trainer  # noqa: E402
+from advfusion_cli.workflows.execute import causal_lm_loss  # noqa: E402
 
 
-def train_fsdp(accelerator, name, adapters, run, checkpointing=False):
+def train_fsdp(accelerator, name, adapters, run, checkpointing=False, stop=None):
     trainable = fp.fused_model(name, adapters, checkpointing, sharded=True)
     layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
     params = trainable.params  # now the sharded parameters
-    loop = fp.trainer(accelerator, prepared, trainable, run, layout)
+    loop = fp.trainer(accelerator, prepared, trainable, run, layout, stop)
     results = fp.schedule(name)(loop, trainable, fp.phases(name, accelerator.num_processes))
     return trainable, layout, prepared, params, results[-1].optimizer_state
+
+
+@contextlib.contextmanager
+def after_step(hook):
+    trainer.AFTER_STEP_HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        trainer.AFTER_STEP_HOOKS.remove(hook)
+
+
+def rising_eval_loss(model, batch, train):
+    """The real loss for training; for evaluation a loss that rises with every call, so the
+    first evaluation (step 2) is the best one and keep-best must reload its weights."""
+    loss, count = causal_lm_loss(model, batch, train)
+    if train:
+        return loss, count
+    rising_eval_loss.calls += 1
+    return torch.full_like(loss, float(rising_eval_loss.calls)), count
+
+
+rising_eval_loss.calls = 0
+
+
+def restores(accelerator, out: Path, adapters) -> None:
+    """Saved weights loaded back into the shards, the two ways a run does it:
+
+    - resume: a Ctrl-C on process 1 after step 2 stops both processes at that step's
+      checkpoint; the same run again resumes from it and ends where the uninterrupted FSDP
+      run ends (fsdp-adapterfusion-resumed);
+    - keep-best: with evaluations getting worse after step 2, the run ends on the weights it
+      had at step 2 (fsdp-adapterfusion-best, against fsdp-adapterfusion-step2 gathered then).
+    """
+    rank = accelerator.process_index
+    stop = trainer.StopRequest()
+
+    def press_ctrl_c(phase: str, step: int) -> None:
+        if step == 2 and rank == 1:
+            stop.requested = True
+
+    torch.manual_seed(0)
+    with after_step(press_ctrl_c):
+        try:
+            train_fsdp(accelerator, "adapterfusion", adapters, out / "resume", stop=stop)
+            raise AssertionError("the run was not interrupted")
+        except trainer.TrainingInterrupted as interrupted:
+            assert interrupted.step == 2, interrupted.step
+    torch.manual_seed(0)
+    *_, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "resume")
+    weights = gathered(params)
+    if rank == 0:
+        save_file(weights, str(out / "fsdp-adapterfusion-resumed.safetensors"))
+
+    at_step_2 = {}
+
+    def keep_step_2(phase: str, step: int) -> None:
+        if step == 2:  # every process joins the gather
+            at_step_2.update(gathered(live["params"]))
+
+    live = {}
+    torch.manual_seed(0)
+    trainable = fp.fused_model("adapterfusion", adapters, sharded=True)
+    layout, prepared = sharding.prepare_training(sharding.FSDP, accelerator, trainable)
+    live["params"] = trainable.params
+    loop = fp.trainer(accelerator, prepared, trainable, out / "best", layout, loss=rising_eval_loss)
+    phases = fp.phases("adapterfusion", accelerator.num_processes)
+    for phase in phases:
+        phase.settings = dataclasses.replace(phase.settings, keep_best=True)
+    with after_step(keep_step_2):
+        (result,) = fp.schedule("adapterfusion")(loop, trainable, phases)
+    assert result.best_step == 2, result.best_step
+    weights = gathered(trainable.params)
+    if rank == 0:
+        save_file(weights, str(out / "fsdp-adapterfusion-best.safetensors"))
+        save_file(at_step_2, str(out / "fsdp-adapterfusion-step2.safetensors"))
+    accelerator.wait_for_everyone()
 
 
 def gathered(params) -> dict[str, torch.Tensor]:
@@ -98,6 +178,7 @@ def parity(accelerator, out: Path, adapters) -> None:
     weights = gathered(params)
     if rank == 0:
         save_file(weights, str(out / "fsdp-adapterfusion-checkpointing.safetensors"))
+    restores(accelerator, out, adapters)
 
 
 def count_reduce_scatters(counter: list[int]) -> None:

@@ -47,14 +47,41 @@ def compare_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate on this many items (seeded).")
     ] = None,
-    n: e.NOpt = 1,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="Candidates per item (pass@k needs n >= k; MultiPL-E: 20)."),
+    ] = None,
     temperature: e.TemperatureOpt = None,
-    top_p: e.TopPOpt = 1.0,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", help="Nucleus sampling mass (MultiPL-E: 0.95).")
+    ] = None,
     top_k: e.TopKOpt = 0,
     batch_size: e.BatchSizeOpt = 8,
     max_new_tokens: e.MaxNewTokensOpt = 512,
     execute: e.ExecuteOpt = True,
     workers: e.WorkersOpt = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark",
+            help="Evaluate every run on a public benchmark instead of the task's test split: "
+            "multipl-e (language: --lang, default the target).",
+        ),
+    ] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="--benchmark: the MultiPL-E language.")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="--benchmark: humaneval or mbpp.")
+    ] = "humaneval",
+    benchmark_data: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark-data",
+            help="--benchmark: a MultiPL-E folder/JSONL or hub:nuprl/MultiPL-E[@rev] (default "
+            "the hub at the pinned revision); --data stays the training data.",
+        ),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option("--metrics", help="Metrics shown in the table (all are in results.*)."),
@@ -105,6 +132,7 @@ def compare_command(
         vary=vary,
         split=split,
         limit=limit,
+        benchmark=dict(benchmark=benchmark, lang=lang, dataset=dataset, data=benchmark_data),
         decoding=dict(
             n=n,
             temperature=temperature,
