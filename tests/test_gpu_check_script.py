@@ -399,3 +399,12 @@ def test_every_part_runs_with_the_hub_offline(tmp_path):
     code = "import os; print(os.environ['HF_HUB_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'])"
     result = gpu_check.run_part(python_part("env", code), tmp_path, set())
     assert result.status == "passed" and result.log_tail == ["1 1"]
+
+
+def test_only_pytest_is_taken_from_the_dev_extra(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["torch>=2.4", "datasets>=4"]\n'
+        '[project.optional-dependencies]\ndev = ["pytest>=8", "ruff==0.1", "submitit>=1.5"]\n'
+    )
+    assert gpu_check.project_requirements(pyproject) == ["torch>=2.4", "datasets>=4", "pytest>=8"]
