@@ -249,3 +249,13 @@ def test_auto_follows_an_fsdp_launcher_and_bf16_autocast_trains(cli_world, tmp_p
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics if "loss" in m)
     assert load_file(str(run / "final" / "fusion.safetensors"))
+
+
+def test_no_process_holds_more_than_one_whole_fusion_unit(parity_runs):
+    """Over the whole `adv-fuse` under FSDP (setup, training, evaluations, checkpoints,
+    export): outside backward passes at most one unit is gathered at a time, and the only
+    FusionLayers ever holding whole parameters are the replayed initial values, one at a
+    time (the live layers are built on the meta device and materialised as shards)."""
+    for rank in (0, 1):
+        report = json.loads((parity_runs / f"cli-units-rank{rank}.json").read_text())
+        assert report == {"most_gathered": 1, "most_whole_layers": 1}
