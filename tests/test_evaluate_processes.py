@@ -152,6 +152,7 @@ def test_two_processes_write_what_one_process_writes(single, double, decoding):
         assert all(len(row["predictions"]) == 3 for row in rows)
         assert any(len(set(row["predictions"])) > 1 for row in rows)  # really sampled
     assert done.stdout.count("files: ") == 2  # one table per evaluation: the main process's
+    assert "2 processes" in done.stderr and "tok/s" in done.stderr  # the live line, once
 
 
 def test_compare_on_two_processes_gives_the_same_table(single, double):

@@ -269,3 +269,36 @@ def test_journals_of_other_processes_are_resumed_by_one(tiny, tmp_path):
     assert resumed.stats["resumed_items"] == 4
     assert [c.texts for c in resumed.completions] == [c.texts for c in unbroken.completions]
     assert not (folder / journal_name(3)).exists()
+
+
+class RecordingProgress:
+    def __init__(self):
+        self.lines: list[tuple] = []
+
+    def progress_to(self, done, total):
+        self.lines.append(("at", done, total))
+
+    def describe(self, text):
+        self.lines.append(("detail", text))
+
+
+def test_the_live_line_counts_every_process(monkeypatch):
+    from advfusion_cli.evaluate import distributed
+    from advfusion_cli.evaluate.distributed import LiveProgress
+
+    store = FakeStore()
+    main = SharedCounters("eval/9", ("items", "tokens", "programs"), store)
+    other = SharedCounters("eval/9", ("items", "tokens", "programs"), store)
+    clock = iter([100.0, 102.0])
+    monkeypatch.setattr(distributed.time, "perf_counter", lambda: next(clock))
+    progress = RecordingProgress()
+    live = LiveProgress(progress, main, total=10, start=3, world=2, executes=True)
+    main.add("items", 2)
+    other.add("items", 4)  # another process's batches
+    other.add("tokens", 500)
+    main.add("programs", 7)
+    live.refresh()
+    assert progress.lines == [
+        ("at", 3 + 6, 10),  # resumed + every process's items
+        ("detail", "250 tok/s, 7 programs run, 2 processes"),
+    ]
