@@ -113,12 +113,16 @@ class SharedCounters:
     """
 
     def __init__(self, prefix: str, names: tuple[str, ...], store=None):
+        import threading
+
         self.prefix = prefix
         self.store = store
         self.local = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()  # execution pools count from their callback thread
 
     def add(self, name: str, amount: int) -> None:
-        self.local[name] += int(amount)
+        with self._lock:
+            self.local[name] += int(amount)
         if self.store is not None and amount:
             self.store.add(f"{self.prefix}/{name}", int(amount))
 
