@@ -44,6 +44,9 @@ def test_statuses_cache_and_empty_candidates():
 
 
 def test_pass_at_k_from_executed_samples():
+    from advfusion_cli.evaluate.overlap import SandboxFeed
+    from advfusion_cli.evaluate.workflow import _add_pass_at_k, _execution_plan
+
     class Item:
         def __init__(self, tests):
             self.tests = tests
@@ -58,15 +61,18 @@ def test_pass_at_k_from_executed_samples():
     request = EvalRequest(decoding=DecodingSettings(n=5), workers=1)
     scores: dict = {}
     per_item: dict = {}
-
-    class Quiet:
-        def begin(self, *a): ...
-        def progress_to(self, *a): ...
-        def end(self): ...
-
-    summary = _pass_at_k(
-        "python", items, completions, request, ExecutionCache(), Quiet(), scores, per_item
+    plan, with_tests = _execution_plan("python", items, request)
+    assert with_tests == [0, 1] and "reason" not in plan
+    executed = []
+    feed = SandboxFeed(
+        "python", {i: items[i].tests for i in with_tests}, workers=1, on_executed=executed.append
     )
+    for index, completion in enumerate(completions):  # as batches finish, in any order
+        feed.submit(index, completion.texts)
+    results = feed.results()
+    assert sorted(results) == [0, 1] and sum(executed) == 3  # RIGHT, WRONG, CRASH once each
+    ks = _add_pass_at_k(items, with_tests, results, scores, per_item)
+    summary = _pass_at_k(plan, with_tests, results, request, ks)
     # pass@1 = c/n: (2/5 + 0) / 2 = 0.2; pass@5 = 1 - C(3,5)/C(5,5) = 1 for c = 2, 0 for c = 0.
     assert scores["pass@1"] == pytest.approx(0.2)
     assert scores["pass@5"] == pytest.approx(0.5)
@@ -76,18 +82,37 @@ def test_pass_at_k_from_executed_samples():
     assert summary["statuses"] == {"passed": 2, "wrong_answer": 7, "runtime_error": 1}
 
 
+def test_the_feed_gives_what_execute_candidates_gives():
+    """Overlapped execution (a feed) and execution after generation agree item by item."""
+    from advfusion_cli.evaluate.overlap import SandboxFeed
+
+    candidates = [[RIGHT, WRONG, ""], [CRASH, RIGHT, RIGHT]]
+    after = execute_candidates("python", [TESTS, TESTS], candidates, workers=2)
+    cache = ExecutionCache(results={})
+    feed = SandboxFeed("python", {0: TESTS, 1: TESTS}, workers=2, cache=cache)
+    feed.submit(1, candidates[1])
+    feed.submit(0, candidates[0])
+    overlapped = feed.results()
+    assert [overlapped[0].to_dict(), overlapped[1].to_dict()] == [r.to_dict() for r in after]
+    assert cache.runs == 3 and cache.hits == 0
+    again = SandboxFeed("python", {0: TESTS}, workers=2, cache=cache)
+    again.submit(0, [RIGHT, WRONG])
+    assert again.results()[0].passed == 1 and cache.runs == 3 and cache.hits == 2  # no new run
+
+
 def test_not_executable_language_is_reported_not_scored(monkeypatch):
-    scores: dict = {}
-    summary = _pass_at_k("cobol", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
+    from advfusion_cli.evaluate.workflow import _execution_plan
+
+    summary, with_tests = _execution_plan("cobol", [], EvalRequest())
     assert summary["ran"] is False and "not executable" in summary["reason"]
-    assert scores == {}
+    assert with_tests == []
     # A missing toolchain the sandbox knows: the reason (the demo's note) names the command.
     from advfusion_cli.sandbox import programs, toolchain_setup
 
     monkeypatch.setattr(programs, "executable_languages", lambda: {"ruby": False})
     monkeypatch.setattr(toolchain_setup, "_which", lambda name: "/usr/bin/apt-get")
     monkeypatch.setattr(toolchain_setup, "_is_root", lambda: False)
-    summary = _pass_at_k("ruby", [], [], EvalRequest(), ExecutionCache(), None, scores, {})
+    summary, _ = _execution_plan("ruby", [], EvalRequest())
     assert summary["reason"] == (
         "ruby is not executable on this machine (toolchain missing; install it with: "
         "sudo apt-get install -y ruby, then run again)"
@@ -112,3 +137,31 @@ def test_an_evaluation_is_reused_unless_it_skipped_wanted_execution(monkeypatch)
     assert _reusable({**record, "execution": before}, EvalRequest())
     assert not _reusable({**missing, "format_version": FORMAT_VERSION + 1}, EvalRequest())
     assert not _reusable(None, EvalRequest())
+
+
+def test_the_multipl_e_feed_runs_each_distinct_program_once_and_skips_known_ones():
+    from advfusion_cli.evaluate.multiple_execution import _run_one, program_key
+    from advfusion_cli.evaluate.overlap import ProgramFeed
+
+    tests = "\nassert f() == 1\n"
+    programs = {0: ["def f():\n    return 1\n", "def f():\n    return 2\n"], 1: ["x = (\n"]}
+    known_program = "def f():\n    return 1\n" + tests
+    known = {program_key("py", known_program): {"status": "OK", "exit_code": 0, "known": True}}
+    ran = []
+    feed = ProgramFeed(
+        "py",
+        lambda index, candidates: [c + tests for c in candidates],
+        known=known,
+        workers=2,
+        on_executed=ran.append,
+    )
+    feed.submit(0, programs[0])
+    feed.submit(1, programs[1] * 2)  # the same program twice: one run
+    results = feed.results()
+    assert sum(ran) == 2 and sorted(results) == [0, 1]  # the known program did not run again
+    wrong = programs[0][1] + tests
+    (key, verdict), alone = *results[0].items(), _run_one("py", wrong)
+    assert key == program_key("py", wrong)  # only the program not known before
+    assert (verdict["status"], verdict["exit_code"]) == (alone["status"], alone["exit_code"])
+    (syntax,) = results[1].values()
+    assert syntax["status"] != "OK"

@@ -11,7 +11,7 @@ import math
 import pytest
 from test_evaluate_support import make_model, write_generation
 
-from advfusion_cli.evaluate import workflow
+from advfusion_cli.evaluate import distributed
 from advfusion_cli.inference.generation import Completion
 
 # reference -> prediction. 13a and rouge-score both split these into single letters.
@@ -48,7 +48,7 @@ def _smoothed_bleu(matches, possible, prediction_length, reference_length) -> fl
 
 
 def test_scores_pair_each_prediction_with_its_own_reference(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(workflow, "generate_completions", _fixed_generation)
+    monkeypatch.setattr(distributed, "generate_completions", _fixed_generation)
     model = make_model(tmp_path / "model")
     data = _fixture(tmp_path / "gen")
     result = cli(

@@ -195,6 +195,8 @@ def run_compare(*, dry_run: bool, report_to: str | None = None, **options) -> No
 
     with interrupts_explained():
         result = compare(request)
+    if result is None:  # not the main process of an `accelerate launch`: it reports
+        return
     print_result(result, console)
     if trackers:
         from advfusion_cli.workflows.tracking_results import report_comparison

@@ -137,8 +137,10 @@ class PipelineProgress:
 
     def _plain_count(self) -> None:
         task = self._progress.tasks[self._current]
+        detail = task.fields.get("detail", "")
         self._plain_progress(
             f"{task.description.strip()}: {int(task.completed)}/{int(task.total or 0)}"
+            + (f"  {detail}" if detail else "")
         )
 
     def advance(self, count: int = 1) -> None:
@@ -148,6 +150,9 @@ class PipelineProgress:
     def progress_to(self, done: int, total: int) -> None:
         self._progress.update(self._current, completed=done, total=max(total, 1))
         self._plain_count()
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._current, detail=text)
 
     def end(self) -> None:
         self._progress.update(self._current, visible=False)

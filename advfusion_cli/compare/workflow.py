@@ -244,10 +244,17 @@ def prepare(request: CompareRequest):
     return base, seeds, jobs, specs, folder
 
 
-def compare(request: CompareRequest, progress=None) -> CompareResult:
-    """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
+def compare(request: CompareRequest, progress=None) -> CompareResult | None:
+    """Run the whole comparison; `progress` is a PipelineProgress (one display).
+
+    Under `accelerate launch` every process trains and evaluates its share; the main one
+    shows the display and writes the results (the others return None).
+    """
     from advfusion_cli.compare.progress import PipelineProgress
     from advfusion_cli.evaluate.execution import ExecutionCache
+    from advfusion_cli.evaluate.processes import EvalWorld, quiet_console
+
+    world = EvalWorld.current()
 
     # bitsandbytes announces optional CPU kernels it could not find when peft imports it:
     # harmless, and a log line would tear the one live display.
@@ -256,9 +263,10 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
     base, seeds, jobs, specs, folder = prepare(request)
     target = base.data.target
     stages = sum(1 if job.is_base else 2 for job in jobs) + 1
-    owns_progress = progress is None
-    if progress is None:
-        progress = PipelineProgress(stages, f"compare -> {target}")
+    owns_progress = progress is None or not world.is_main
+    if progress is None or not world.is_main:
+        console = None if world.is_main else quiet_console()
+        progress = PipelineProgress(stages, f"compare -> {target}", console=console)
     else:
         progress.add_stages(stages)
     progress.open()
@@ -271,6 +279,8 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
             trained_job, evaluation = _run_job(job, spec, request, trainer, cache, progress)
             trained.append(trained_job)
             evaluations.append(evaluation)
+        if not world.is_main:
+            return None
         progress.stage("tables and plots")
         result = _report(request, base, seeds, folder, trained, evaluations)
         progress.stage_done()

@@ -68,9 +68,14 @@ def run_benchmark(
     _check_flags(benchmark, run, lang, completions, out)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}.")
+    from advfusion_cli.evaluate.processes import EvalWorld
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)
+    world = EvalWorld.current()
+    if completions is not None and not world.is_main:
+        return  # scoring files made elsewhere generates nothing to split: the main process does it
     if completions is not None:
         result = score_completion_files(
             Path(completions).expanduser(),
@@ -116,6 +121,8 @@ def run_benchmark(
                     "evaluated with the model it was trained on."
                 )
         result = evaluate_benchmark(ref, request, spec=spec, out=out, progress=RichEvalProgress())
+        if not world.is_main:  # `accelerate launch`: the main process reports
+            return
     if result.reused:
         console.print(f"Reusing the evaluation in {result.folder} (pass --force to redo it).")
     for line in summary_lines(result.record, result.folder):

@@ -41,6 +41,7 @@ def run_evaluate(
     preset: str | None,
     report_to: str | None = None,
 ) -> None:
+    from advfusion_cli.evaluate.processes import EvalWorld
     from advfusion_cli.evaluate.progress import RichEvalProgress
     from advfusion_cli.evaluate.report import evaluation_table
     from advfusion_cli.evaluate.workflow import EvalRequest, evaluate
@@ -77,6 +78,8 @@ def run_evaluate(
                 "with the model and data it was trained on."
             )
     result = evaluate(ref, request, spec=spec, out=out, progress=RichEvalProgress())
+    if not EvalWorld.current().is_main:  # `accelerate launch`: the main process reports
+        return
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)

@@ -7,6 +7,10 @@ kill the file holds whole batches, plus at most one torn line that reading cuts 
 A resumed evaluation with the same header skips the items already there; a different
 header (other items, decoding or model) starts the journal over. When the evaluation is
 finished, predictions.jsonl and metrics.json are written and the journal is removed.
+
+On several processes each one appends to its own file (`journal_name(rank)`: the main
+process to `generations.partial.jsonl`, process r to `generations.partial.rank<r>.jsonl`);
+a resume, with any number of processes, reads them all (`read_journals`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from advfusion_cli.inference.generation import Completion
 from advfusion_cli.workflows import atomic
 
 JOURNAL_FILE = "generations.partial.jsonl"
+JOURNAL_GLOB = "generations.partial*.jsonl"
 JOURNAL_VERSION = 1
+
+
+def journal_name(rank: int) -> str:
+    """The journal file process `rank` appends to (the main process's is JOURNAL_FILE)."""
+    return JOURNAL_FILE if rank == 0 else f"generations.partial.rank{rank}.jsonl"
 
 
 def journal_key(identity: dict) -> str:
@@ -62,9 +72,11 @@ class GenerationJournal:
         self.done: dict[int, Completion] = {}
 
     @classmethod
-    def open(cls, folder: Path, key: str, item_ids: Sequence[str]) -> GenerationJournal:
+    def open(
+        cls, folder: Path, key: str, item_ids: Sequence[str], name: str = JOURNAL_FILE
+    ) -> GenerationJournal:
         """Read back a journal with this key (cutting a torn tail), or start a new one."""
-        journal = cls(folder / JOURNAL_FILE, key, item_ids)
+        journal = cls(folder / name, key, item_ids)
         if not journal._resume():
             folder.mkdir(parents=True, exist_ok=True)
             header = {"journal": JOURNAL_VERSION, "key": key, "items": len(journal.item_ids)}
@@ -114,3 +126,21 @@ class GenerationJournal:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def read_journals(folder: Path, key: str, item_ids: Sequence[str]) -> dict[int, Completion]:
+    """Every item journaled under `key` by any process of any earlier attempt; journals of
+    other settings are removed (they would be started over anyway)."""
+    done: dict[int, Completion] = {}
+    for path in sorted(Path(folder).glob(JOURNAL_GLOB)):
+        journal = GenerationJournal(path, key, item_ids)
+        if journal._resume():
+            done.update(journal.done)
+        else:
+            path.unlink(missing_ok=True)
+    return done
+
+
+def remove_journals(folder: Path) -> None:
+    for path in Path(folder).glob(JOURNAL_GLOB):
+        path.unlink(missing_ok=True)

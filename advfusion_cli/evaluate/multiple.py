@@ -174,24 +174,29 @@ def evaluate_benchmark(
     ref, request: BenchmarkRequest, *, spec=None, out: Path | None = None, progress=None
 ):
     """Generate with the run (or base model) on MultiPL-E problems, execute, score."""
-    from advfusion_cli.evaluate.journal import GenerationJournal, journal_key
+    from advfusion_cli.evaluate.distributed import generate_items
+    from advfusion_cli.evaluate.journal import journal_key, remove_journals
     from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
+    from advfusion_cli.evaluate.processes import EvalWorld
     from advfusion_cli.evaluate.workflow import (
         EvaluationResult,
         _load,
-        _provenance,
         _spec_for,
         read_evaluation,
     )
-    from advfusion_cli.inference.generation import GenerationStats, generate_completions
     from advfusion_cli.inference.precision import autocast_dtype
     from advfusion_cli.inference.precision import describe as describe_precision
 
-    progress = progress or NullEvalProgress()
+    world = EvalWorld.current()
+    progress = (progress or NullEvalProgress()) if world.is_main else NullEvalProgress()
     row = resolve_multiple_language(request.language)
     if request.execute:
         check_executable(row)
-    loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
+    if world.is_main:  # the main process reads (or downloads) the problems first
+        loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
+    world.barrier()
+    if not world.is_main:
+        loaded_problems = load_problems(request.data, request.dataset, row.ext, request.limit)
     problems = loaded_problems.problems
     spec = _spec_for(ref, spec)
     leaf = _Leaf(request.leaf(loaded_problems.source["problems_sha256"]))
@@ -201,68 +206,94 @@ def evaluate_benchmark(
         if ref.run is None:
             check_workdir(spec.output.workdir)
         folder = check_output_folder(_folder(ref, spec, leaf), "Evaluation folder")
-    previous = read_evaluation(folder)
+    # The main process decides, so every process takes the same path.
+    previous = world.broadcast(read_evaluation(folder) if world.is_main else None)
     if not request.force and _reusable(previous, loaded_problems, request, ref.method):
         return EvaluationResult(folder, previous, reused=True)
 
     examples = [_example(problem, row) for problem in problems]
     loaded = _load(ref, spec)
+    world.barrier()  # every process has its model: generation starts together
     device = next(loaded.model.parameters()).device
     autocast = autocast_dtype(spec.training.precision, device.type, enabled=request.autocast)
     decoding = request.decoding
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    journal = GenerationJournal.open(
+    key = journal_key(
+        {
+            "benchmark": loaded_problems.source["problems_sha256"],
+            "decoding": decoding.to_dict(),
+            "stop": "multipl-e exact",
+            "precision": describe_precision(autocast),
+            "model": loaded.provenance(),
+            "max_prompt_tokens": spec.data.max_prompt_tokens,
+            "sampling_streams": "per-candidate",  # inference/sampling.py
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    feed_factory = _program_feed(row, problems, folder, request, world) if request.execute else None
+    # Split across the processes of `accelerate launch` (evaluate/distributed.py); the stop
+    # tokens are one list per language in MultiPL-E, and rows that differ still get exactly
+    # their own (items sharing a list are generated together).
+    outcome = generate_items(
+        world,
         folder,
-        journal_key(
-            {
-                "benchmark": loaded_problems.source["problems_sha256"],
-                "decoding": decoding.to_dict(),
-                "stop": "multipl-e exact",
-                "precision": describe_precision(autocast),
-                "model": loaded.provenance(),
-                "max_prompt_tokens": spec.data.max_prompt_tokens,
-            }
-        ),
+        key,
         [p.name for p in problems],
+        examples,
+        loaded.model,
+        loaded.tokenizer,
+        decoding,
+        [stop_rule(problem.stop_tokens) for problem in problems],
+        max_prompt_tokens=spec.data.max_prompt_tokens,
+        autocast=autocast,
+        progress=progress,
+        label=f"{ref.method} -> MultiPL-E {row.ext}: generate",
+        feed_factory=feed_factory,  # programs run while the next batches generate
     )
-    resumed_items = len(journal.done)
-    stats = GenerationStats(decoding.batch_size)
-    completions: list = [None] * len(problems)
-    progress.begin(f"{ref.method} -> MultiPL-E {row.ext}: generate", len(problems))
-    # The stop tokens are one list per language in MultiPL-E; rows that differ still get
-    # exactly their own, one generation call per distinct list.
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for index, problem in enumerate(problems):
-        groups.setdefault(problem.stop_tokens, []).append(index)
-    for stops, indices in groups.items():
-        done = {j: journal.done[i] for j, i in enumerate(indices) if i in journal.done}
-
-        def record(finished, indices=indices):
-            journal.append([(indices[j], completion) for j, completion in finished])
-
-        got = generate_completions(
-            loaded.model,
-            loaded.tokenizer,
-            [examples[i] for i in indices],
-            decoding,
-            stop_rule(stops),
-            max_prompt_tokens=spec.data.max_prompt_tokens,
-            on_batch=progress.advance,
-            done=done,
-            on_results=record,
-            autocast=autocast,
-            stats=stats,
-        )
-        for j, completion in zip(indices, got, strict=True):
-            completions[j] = completion
-    progress.end()
     timings["generation_s"] = round(time.perf_counter() - started, 3)
+    if not world.is_main:  # the main process executes, scores and writes
+        record = world.broadcast(None)
+        if record is None:
+            raise UserError(
+                "The main process stopped before writing the evaluation (its error says why)."
+            )
+        return EvaluationResult(folder, record)
+    try:
+        result = _finish_benchmark(
+            ref, request, spec, folder, row, loaded_problems, loaded, outcome, autocast, timings,
+            progress,
+        )  # fmt: skip
+    except BaseException:
+        world.broadcast(None)  # the others stop waiting; this process raises
+        raise
+    world.broadcast(result.record)
+    remove_journals(folder)
+    return result
 
+
+def _finish_benchmark(
+    ref, request, spec, folder, row, loaded_problems, loaded, outcome, autocast, timings, progress
+):
+    """The main process: execute the gathered completions, score, write the files."""
+    from advfusion_cli.evaluate.workflow import EvaluationResult, _provenance
+    from advfusion_cli.inference.precision import describe as describe_precision
+
+    problems, decoding = loaded_problems.problems, request.decoding
+    completions = outcome.completions
     texts = [c.texts for c in completions]
+    journal, fed_runs = None, 0
+    if request.execute:  # what the feeds ran during generation, journaled like any result
+        journal = ExecutionJournal(folder)
+        for ran in outcome.executions.values():
+            for key, result in ran.items():
+                if key not in journal.results:
+                    journal.add(key, result)
+                    fed_runs += 1
     scored, per_problem, executions = _execute_and_score(
-        row, problems, texts, folder, request.execute, request.workers, progress
-    )
+        row, problems, texts, folder, request.execute, request.workers, progress,
+        journal=journal, fed_runs=fed_runs,
+    )  # fmt: skip
     timings.update(scored.pop("timings"))
     record = {
         "format_version": BENCHMARK_FORMAT_VERSION,
@@ -288,14 +319,34 @@ def evaluate_benchmark(
         "truncated_prompts": sum(c.truncated_prompt for c in completions),
         "timings": timings,
         "precision": describe_precision(autocast),
-        "generation": {**stats.to_dict(), "resumed_items": resumed_items},
+        "generation": outcome.stats,
         "provenance": _provenance(loaded, spec),
     }
     _write(folder, row, problems, texts, per_problem, record)
     if executions is not None:
         executions.remove()
-    journal.remove()
     return EvaluationResult(folder, record)
+
+
+def _program_feed(row, problems, folder: Path, request, world):
+    """This process's MultiPL-E execution feed (evaluate/overlap.py): an item's programs
+    start in the sandbox as soon as its batch is generated."""
+    from advfusion_cli.evaluate.multiple_execution import default_workers
+    from advfusion_cli.evaluate.overlap import ProgramFeed
+
+    known = ExecutionJournal(folder).results  # run by an earlier attempt: not again
+    # The machine's cores are shared by the processes of one evaluation.
+    workers = request.workers or max(1, default_workers() // world.size)
+
+    def programs_for(index, candidates):
+        return [problems[index].program(text) for text in candidates]
+
+    def factory(on_executed):
+        return ProgramFeed(
+            row.ext, programs_for, known=known, workers=workers, on_executed=on_executed
+        )
+
+    return factory
 
 
 def _folder(ref, spec, leaf: _Leaf) -> Path:
@@ -326,9 +377,15 @@ def _execute_and_score(
     execute: bool,
     workers: int | None,
     progress=None,
+    *,
+    journal: ExecutionJournal | None = None,
+    fed_runs: int = 0,
 ) -> tuple[dict, list[list[dict]] | None, ExecutionJournal | None]:
     """(the metrics.json part: scores, per-problem pass@k, statuses; the results of each
-    problem's programs; the execution journal to remove once everything is written)."""
+    problem's programs; the execution journal to remove once everything is written).
+
+    `journal`: the folder's execution journal with what ran during generation already in
+    it (`fed_runs` distinct programs, counted as sandbox runs of this evaluation)."""
     from advfusion_cli.sandbox.programs import sandbox_info
 
     progress = progress or NullEvalProgress()
@@ -338,7 +395,7 @@ def _execute_and_score(
         return summary, None, None
     started = time.perf_counter()
     programs = [p.program(c) for p, texts in zip(problems, completions, strict=True) for c in texts]
-    journal = ExecutionJournal(folder)
+    journal = journal if journal is not None else ExecutionJournal(folder)
     progress.begin(f"execute {row.ext} programs", 1)
     results, runs = execute_programs(
         row.ext, programs, journal, workers=workers, on_progress=progress.progress_to
@@ -376,7 +433,7 @@ def _execute_and_score(
             "language": row.ext,
             "n_samples": min((len(c) for c in completions), default=0),
             "programs": len(programs),
-            "sandbox_runs": runs,
+            "sandbox_runs": runs + fed_runs,
             "resumed_runs": journal.resumed,
             "statuses": statuses,
             "toolchain": ready.tools if ready else {},

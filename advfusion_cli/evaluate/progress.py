@@ -21,6 +21,7 @@ class NullEvalProgress:
     def begin(self, label: str, total: int) -> None: ...
     def advance(self, count: int = 1) -> None: ...
     def progress_to(self, done: int, total: int) -> None: ...
+    def describe(self, text: str) -> None: ...  # live detail: tokens/s, programs run
     def end(self) -> None: ...
     def note(self, text: str) -> None: ...
 
@@ -39,12 +40,13 @@ class RichEvalProgress(NullEvalProgress):
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
         )
-        self._task = self._progress.add_task(label, total=max(total, 1))
+        self._task = self._progress.add_task(label, total=max(total, 1), detail="")
         self._progress.start()
 
     def advance(self, count: int = 1) -> None:
@@ -54,6 +56,10 @@ class RichEvalProgress(NullEvalProgress):
     def progress_to(self, done: int, total: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=done, total=max(total, 1))
+
+    def describe(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, detail=text)
 
     def end(self) -> None:
         if self._progress is not None:

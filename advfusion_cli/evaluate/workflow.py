@@ -1,8 +1,10 @@
 """`advfusion evaluate`: generate on a test split, score with the paper's metrics, record everything.
 
-    select items (seeded, --limit) -> load the run as trained -> batched generation
-    -> text metrics (exact variants) -> structure (translation) -> pass@k in the sandbox
-    (code generation) -> fusion attention (fusion runs) -> predictions.jsonl + metrics.json
+    select items (seeded, --limit) -> load the run as trained -> batched generation, split
+    across the processes of `accelerate launch` (evaluate/distributed.py), candidates run in
+    the sandbox as their batch finishes (code generation, evaluate/overlap.py)
+    -> on the main process: text metrics (exact variants) -> structure (translation)
+    -> pass@k -> fusion attention (fusion runs) -> predictions.jsonl + metrics.json
 
 An evaluation lives in `<run>/evals/<split>-<limit>-<decoding>/` (the base model's under
 `<workdir>/evals/<method>-<target>-<hash8>/...`) and is reused when asked again with the
@@ -19,15 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.evaluate.execution import ExecutionCache, execute_candidates
-from advfusion_cli.evaluate.journal import GenerationJournal, journal_key
+from advfusion_cli.evaluate.distributed import generate_items
+from advfusion_cli.evaluate.execution import ExecutionCache
+from advfusion_cli.evaluate.journal import journal_key, remove_journals
+from advfusion_cli.evaluate.processes import EvalWorld
 from advfusion_cli.evaluate.progress import NullEvalProgress
 from advfusion_cli.evaluate.structure import structure_scores
-from advfusion_cli.inference.generation import (
-    DecodingSettings,
-    GenerationStats,
-    generate_completions,
-)
+from advfusion_cli.inference.generation import DecodingSettings
 from advfusion_cli.inference.precision import autocast_dtype
 from advfusion_cli.inference.precision import describe as describe_precision
 from advfusion_cli.inference.resolve import RunRef
@@ -171,9 +171,10 @@ def evaluate(
     cache: ExecutionCache | None = None,
 ) -> EvaluationResult:
     """Evaluate a finished run (or the base model) on `request.split` of its target language."""
-    from advfusion_cli.evaluate.examples import ids_digest, one_shot, select_items
+    from advfusion_cli.evaluate.examples import one_shot, select_items
 
-    progress = progress or NullEvalProgress()
+    world = EvalWorld.current()
+    progress = (progress or NullEvalProgress()) if world.is_main else NullEvalProgress()
     spec = _spec_for(ref, spec)
     from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
 
@@ -184,52 +185,96 @@ def evaluate(
             check_workdir(spec.output.workdir)
         folder = evaluation_folder(ref, spec, request)
         check_output_folder(folder, "Evaluation folder")
-    previous = read_evaluation(folder)
+    # The main process decides, so every process takes the same path.
+    previous = world.broadcast(read_evaluation(folder) if world.is_main else None)
     if not request.force and _reusable(previous, request):
         return EvaluationResult(folder, previous, reused=True)
 
     data, target = spec.data, spec.data.target
-    items = select_items(data, target, request.split, request.limit, request.seed)
+    if world.is_main:  # the main process loads (and prepares) the data first, then the others
+        items = select_items(data, target, request.split, request.limit, request.seed)
+    world.barrier()
+    if not world.is_main:
+        items = select_items(data, target, request.split, request.limit, request.seed)
     prompts = one_shot(items, data, target, request.seed) if ref.method == "base-1shot" else items
     loaded = _load(ref, spec)
+    world.barrier()  # every process has its model: generation starts together
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    progress.begin(f"{ref.method} -> {target}: generate", len(items))
     rule = task_stop_rule(data)
     device = next(loaded.model.parameters()).device
     autocast = autocast_dtype(spec.training.precision, device.type, enabled=request.autocast)
-    journal = GenerationJournal.open(
+    key = _journal_key(loaded, items, prompts, request, rule, data.max_prompt_tokens, autocast)
+    execution, with_tests = {"ran": False}, []
+    if executes_tests(data):
+        execution, with_tests = _execution_plan(target, items, request)
+    feed_factory = _sandbox_feed(target, items, with_tests, request, cache, world)
+    folder.mkdir(parents=True, exist_ok=True)
+    outcome = generate_items(
+        world,
         folder,
-        _journal_key(loaded, items, prompts, request, rule, data.max_prompt_tokens, autocast),
+        key,
         [item.id for item in items],
-    )
-    resumed_items = len(journal.done)
-    generation = GenerationStats(request.decoding.batch_size)
-    completions = generate_completions(
+        prompts,
         loaded.model,
         loaded.tokenizer,
-        prompts,
         request.decoding,
         rule,
         max_prompt_tokens=data.max_prompt_tokens,
-        on_batch=progress.advance,
-        done=journal.done,
-        on_results=journal.append,
         autocast=autocast,
-        stats=generation,
+        progress=progress,
+        label=f"{ref.method} -> {target}: generate",
+        feed_factory=feed_factory,
     )
-    progress.end()
     timings["generation_s"] = round(time.perf_counter() - started, 3)
+    if not world.is_main:  # the main process scores and writes; the others get its record
+        record = world.broadcast(None)
+        if record is None:
+            raise UserError(
+                "The main process stopped before writing the evaluation (its error says why)."
+            )
+        return EvaluationResult(folder, record)
+    generated = _Generated(loaded, items, prompts, rule, autocast, outcome)
+    try:
+        result = _finish(
+            ref, request, spec, folder, generated, execution, with_tests, timings, progress
+        )
+    except BaseException:
+        world.broadcast(None)  # the others stop waiting; this process raises
+        raise
+    world.broadcast(result.record)
+    return result
 
+
+@dataclass
+class _Generated:
+    """What generation left for the main process to score."""
+
+    loaded: object
+    items: list
+    prompts: list
+    rule: object
+    autocast: object
+    outcome: object  # distributed.GenerationOutcome
+
+
+def _finish(
+    ref, request, spec, folder, generated: _Generated, execution, with_tests, timings, progress
+) -> EvaluationResult:
+    """The main process: score the gathered completions, write the files."""
+    from advfusion_cli.evaluate.examples import ids_digest
+
+    loaded, items, prompts = generated.loaded, generated.items, generated.prompts
+    rule, autocast, outcome = generated.rule, generated.autocast, generated.outcome
+    data, target = spec.data, spec.data.target
+    completions = outcome.completions
     references = [e.target for e in items]
     scores, per_item, extra = score_items(data.task, target, completions, references)
-    execution = {"ran": False}
-    if executes_tests(data):
-        started = time.perf_counter()
-        execution = _pass_at_k(
-            target, items, completions, request, cache, progress, scores, per_item
-        )
+    if with_tests:
+        started = time.perf_counter()  # what execution still took after generation ended
+        ks = _add_pass_at_k(items, with_tests, outcome.executions, scores, per_item)
+        execution = _pass_at_k(execution, with_tests, outcome.executions, request, ks)
         timings["execution_s"] = round(time.perf_counter() - started, 3)
 
     attention = None
@@ -268,7 +313,7 @@ def evaluate(
         "mean_new_tokens": _mean([n for c in completions for n in c.new_tokens]),
         "timings": timings,
         "precision": describe_precision(autocast),
-        "generation": {**generation.to_dict(), "resumed_items": resumed_items},
+        "generation": outcome.stats,
         "provenance": _provenance(loaded, spec),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,7 +321,7 @@ def evaluate(
     if attention is not None:
         atomic.write_json(folder / ATTENTION_FILE, attention)
     atomic.write_json(folder / METRICS_FILE, record)  # last: its presence marks a finished eval
-    journal.remove()
+    remove_journals(folder)
     return EvaluationResult(folder, record)
 
 
@@ -296,6 +341,7 @@ def _journal_key(loaded, items, prompts, request, rule, max_prompt_tokens, autoc
             "max_prompt_tokens": max_prompt_tokens,
             "precision": describe_precision(autocast),
             "model": loaded.provenance(),
+            "sampling_streams": "per-candidate",  # inference/sampling.py
         }
     )
 
@@ -344,16 +390,16 @@ def score_items(task: str, language: str, completions, references):
     return scores, per_item, extra
 
 
-def _pass_at_k(language, items, completions, request, cache, progress, scores, per_item) -> dict:
-    """Execute candidates, add pass@k to `scores` and per-item values; the metrics.json part."""
-    from advfusion_cli.metrics.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
-    from advfusion_cli.sandbox.programs import executable_languages, sandbox_info
+def _execution_plan(language, items, request) -> tuple[dict, list[int]]:
+    """Before generation: the metrics.json execution part when nothing will run (with the
+    reason), and the indices of the items whose candidates run (empty when none will)."""
+    from advfusion_cli.sandbox.programs import executable_languages
 
     executable = executable_languages()
     summary: dict = {"ran": False, "language": language, "executable_languages": executable}
     if not request.execute:
         summary["reason"] = "--no-execute"
-        return summary
+        return summary, []
     if not executable.get(language, False):
         from advfusion_cli.sandbox.toolchain_setup import install_command
 
@@ -361,23 +407,57 @@ def _pass_at_k(language, items, completions, request, cache, progress, scores, p
             f"{language} is not executable on this machine (toolchain missing; "
             f"install it with: {install_command(language)}, then run again)"
         )
-        return summary
+        return summary, []
     with_tests = [i for i, item in enumerate(items) if item.tests]
     if not with_tests:
         summary["reason"] = "the test items carry no stdin/stdout tests"
-        return summary
-    progress.begin(f"execute {language} programs", 1)
-    results = execute_candidates(
-        language,
-        [items[i].tests for i in with_tests],
-        [completions[i].texts for i in with_tests],
-        cache=cache,
-        workers=request.workers,
-        on_progress=progress.progress_to,
-    )
-    progress.end()
-    counts = [(r.n, r.passed) for r in results]
+    return summary, with_tests
+
+
+def _sandbox_feed(language, items, with_tests, request, cache, world):
+    """The execution feed of this process's share (None when nothing executes): candidates
+    run in the sandbox while the next batches generate (evaluate/overlap.py)."""
+    if not with_tests:
+        return None
+    from advfusion_cli.evaluate.execution import default_workers
+    from advfusion_cli.evaluate.overlap import SandboxFeed
+
+    tests = {i: items[i].tests for i in with_tests}
+    # The machine's cores are shared by the processes of one evaluation.
+    workers = request.workers or max(1, default_workers() // world.size)
+
+    def factory(on_executed):
+        return SandboxFeed(language, tests, workers=workers, cache=cache, on_executed=on_executed)
+
+    return factory
+
+
+def _pass_at_k(summary, with_tests, results, request, ks: list[int]) -> dict:
+    """The metrics.json execution part once every candidate ran."""
+    from advfusion_cli.sandbox.programs import sandbox_info
+
+    statuses: dict[str, int] = {}
+    for index in with_tests:
+        for status in results[index].statuses:
+            statuses[status] = statuses.get(status, 0) + 1
+    isolation = {k: v for k, v in sandbox_info().items() if k != "executable_languages"}
     n = request.decoding.n
+    return {
+        **summary,
+        "ran": True,
+        "n_samples": n,
+        "ks": ks,
+        "items_with_tests": len(with_tests),
+        "statuses": statuses,
+        "sandbox": isolation,
+    }
+
+
+def _add_pass_at_k(items, with_tests, results, scores, per_item) -> list[int]:
+    """pass@k (mean and per item) and each item's execution record; the ks reported."""
+    from advfusion_cli.metrics.passk import DEFAULT_KS, mean_pass_at_k, per_problem_pass_at_k
+
+    counts = [(results[i].n, results[i].passed) for i in with_tests]
     means = mean_pass_at_k(counts, DEFAULT_KS)
     scores.update(means)
     for name in means:
@@ -386,23 +466,10 @@ def _pass_at_k(language, items, completions, request, cache, progress, scores, p
         for index, value in zip(with_tests, per_problem_pass_at_k(counts, k), strict=True):
             values[index] = value
         per_item[name] = values
-    statuses: dict[str, int] = {}
-    for result in results:
-        for status in result.statuses:
-            statuses[status] = statuses.get(status, 0) + 1
     per_item["_execution"] = [None] * len(items)
-    for index, result in zip(with_tests, results, strict=True):
-        per_item["_execution"][index] = result.to_dict()
-    isolation = {k: v for k, v in sandbox_info().items() if k != "executable_languages"}
-    summary.update(
-        ran=True,
-        n_samples=n,
-        ks=sorted(int(name.split("@")[1]) for name in means),
-        items_with_tests=len(with_tests),
-        statuses=statuses,
-        sandbox=isolation,
-    )
-    return summary
+    for index in with_tests:
+        per_item["_execution"][index] = results[index].to_dict()
+    return sorted(int(name.split("@")[1]) for name in means)
 
 
 def _write_predictions(folder: Path, items, prompts, completions, per_item) -> None:

@@ -241,6 +241,8 @@ class Generator:
             task_stop_rule(self.spec.data),
             max_prompt_tokens=max_prompt,
             on_batch=on_batch,
+            # samples follow the prompt, not where it came from (a file, stdin, a diff)
+            stream_keys=[prompt_key(example.prompt) for example in examples],
         )
         records = []
         for item, feature, completion in zip(items, features, completions, strict=True):
@@ -371,3 +373,10 @@ def generate(
         source_language=source_language,
         target_language=target_language,
     )
+
+
+def prompt_key(prompt: str) -> str:
+    """The key of a prompt's sampling streams: its text's SHA-256."""
+    import hashlib
+
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()

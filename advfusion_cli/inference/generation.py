@@ -16,6 +16,7 @@ import torch
 from advfusion_cli.data.encoding import Collator, DroppedExample, encode_prompt_for_generation
 from advfusion_cli.data.records import TaskExample
 from advfusion_cli.errors import UserError
+from advfusion_cli.inference.sampling import expand_rows, row_seeds, sampler_processors
 
 AUTHORS_MAX_NEW_TOKENS = 512
 
@@ -108,24 +109,17 @@ class Completion:
 def _generation_config(settings: DecodingSettings, tokenizer):
     from transformers import GenerationConfig
 
-    values = dict(
+    # Always the greedy loop: sampling is a logits processor with one random stream per
+    # candidate (inference/sampling.py), and the n candidates are n copies of the prompt row.
+    return GenerationConfig(
         max_new_tokens=settings.max_new_tokens,
-        num_return_sequences=settings.n,
+        num_return_sequences=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         use_cache=True,
         num_beams=1,
+        do_sample=False,
     )
-    if settings.sampling:
-        values.update(
-            do_sample=True,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            top_k=settings.top_k,
-        )
-    else:
-        values.update(do_sample=False)
-    return GenerationConfig(**values)
 
 
 class StopOnStrings:
@@ -214,10 +208,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError)
 
 
-def _batch_seed(seed: int, position: int) -> int:
-    """Sampling seed of the sub-batch starting at `position` of the generation order: a
-    resumed or backed-off run draws the same numbers for the same rows as an unbroken one."""
-    return seed * 1_000_003 + position
+def generation_order(features: Sequence[dict | DroppedExample]) -> list[int]:
+    """Indices of the prompts that fit, longest first (ties keep their order): the order
+    batches are cut from. Dropped prompts are not generated."""
+    return sorted(
+        (i for i, f in enumerate(features) if not isinstance(f, DroppedExample)),
+        key=lambda i: -len(features[i]["input_ids"]),
+    )
 
 
 @torch.no_grad()
@@ -234,6 +231,7 @@ def generate_completions(
     on_results: Callable[[list[tuple[int, Completion]]], None] | None = None,
     autocast: torch.dtype | None = None,
     stats: GenerationStats | None = None,
+    stream_keys: Sequence[str] | None = None,
 ) -> list[Completion]:
     """One Completion per example, in the examples' order.
 
@@ -244,6 +242,9 @@ def generate_completions(
 
     `done` holds completions from an interrupted evaluation (by example index): those rows
     are skipped and the rest are batched exactly as an unbroken run batches them.
+    Sampled candidates come from one random stream per (seed, item id, candidate)
+    (inference/sampling.py), so they do not depend on the batch, the process or a resume;
+    `stream_keys` replaces the item ids as the streams' keys (one per example).
     `on_results` receives each finished sub-batch as [(index, completion)], for journaling.
     `autocast` runs the forward passes under that dtype (CUDA bf16; None = as loaded). On
     CUDA out-of-memory the batch size halves and generation continues (`stats` counts it).
@@ -251,6 +252,7 @@ def generate_completions(
     from advfusion_cli.inference.precision import inference_autocast
 
     done = dict(done or {})
+    keys = list(stream_keys) if stream_keys is not None else [e.id for e in examples]
     stats = stats if stats is not None else GenerationStats(settings.batch_size)
     max_positions = model_max_positions(model)
     features = encode_prompts(
@@ -266,10 +268,7 @@ def generate_completions(
     for index, feature in enumerate(features):
         if isinstance(feature, DroppedExample):
             results[index] = Completion([""] * settings.n, dropped=feature.reason)
-    order = sorted(
-        (i for i, f in enumerate(features) if not isinstance(f, DroppedExample)),
-        key=lambda i: -len(features[i]["input_ids"]),
-    )
+    order = generation_order(features)
     for index in order:
         if index in done:
             results[index] = done[index]
@@ -277,17 +276,22 @@ def generate_completions(
     if on_batch is not None and reported:
         on_batch(reported)
 
-    def run(position: int, indices: list[int]) -> None:
+    def run(indices: list[int]) -> None:
         batch = collate([features[i] for i in indices])
-        input_ids = batch["input_ids"].to(device)  # (B, T) left-padded
-        attention_mask = batch["attention_mask"].to(device)
-        if settings.sampling:
-            torch.manual_seed(_batch_seed(settings.seed, position))
+        input_ids = expand_rows(batch["input_ids"], settings.n).to(device)  # (B * n, T) left-padded
+        attention_mask = expand_rows(batch["attention_mask"], settings.n).to(device)
+        processors = None
+        if settings.sampling:  # candidate j of item X: its own stream, whatever the batch
+            seeds = row_seeds(settings.seed, [keys[i] for i in indices], settings.n)
+            processors = sampler_processors(
+                seeds, settings.temperature, settings.top_k, settings.top_p
+            )
         with inference_autocast(autocast, device.type):
             generated = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=config,
+                logits_processor=processors,
                 stopping_criteria=_stopping_criteria(tokenizer, rule, input_ids.shape[1]),
             )  # (B * n, T + new)
         new_tokens = generated[:, input_ids.shape[1] :].cpu()  # (B * n, new)
@@ -313,18 +317,18 @@ def generate_completions(
     # a resumed run regenerates exactly the rows an unbroken run generates in each batch.
     for start in range(0, len(order), settings.batch_size):
         planned = order[start : start + settings.batch_size]
-        pending = [(start + k, i) for k, i in enumerate(planned) if i not in done]
+        pending = [i for i in planned if i not in done]
         while pending:
             chunk = pending[: stats.batch_size]
             try:
-                run(chunk[0][0], [i for _, i in chunk])
+                run(chunk)
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
                 if stats.batch_size == 1:
                     raise UserError(
                         "Out of GPU memory generating a single prompt "
-                        f"({len(features[chunk[0][1]]['input_ids'])} prompt tokens, "
+                        f"({len(features[chunk[0]]['input_ids'])} prompt tokens, "
                         f"--max-new-tokens {settings.max_new_tokens}); lower --max-new-tokens "
                         "or data.max_prompt_tokens."
                     ) from error
