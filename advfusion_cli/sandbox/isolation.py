@@ -173,28 +173,36 @@ class ChildSetup:
         os.close(status_write)
 
     def _minimal_dev(self) -> None:
-        """Build a small /dev on a tmpfs inside the run directory, then move it over /dev."""
-        staging = self.workdir + b"/.sandbox-dev"
-        os.mkdir(staging, 0o755)
-        _mount(b"tmpfs", staging, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=64k,mode=755")
-        for name in _DEVICES:
-            node = staging + b"/" + name
-            os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
-            _mount(b"/dev/" + name, node, None, MS_BIND)
+        """Cover /dev with a small tmpfs holding only the harmless devices and a private shm.
+
+        The devices are bind-mounted from descriptors opened before /dev is covered, so no
+        staging folder is needed (creating and removing one in the run directory cost a few
+        ms per run, mostly the rmdir after the move).
+        """
+        sources = [os.open(b"/dev/" + name, os.O_PATH) for name in _DEVICES]
+        try:
+            _mount(
+                b"tmpfs", b"/dev", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=64k,mode=755"
+            )
+            for name, source in zip(_DEVICES, sources, strict=True):
+                node = b"/dev/" + name
+                os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
+                _mount(f"/proc/self/fd/{source}".encode(), node, None, MS_BIND)
+        finally:
+            for source in sources:
+                os.close(source)
         for name, target in (
             (b"fd", b""),
             (b"stdin", b"/0"),
             (b"stdout", b"/1"),
             (b"stderr", b"/2"),
         ):
-            os.symlink(b"/proc/self/fd" + target, staging + b"/" + name)
-        os.mkdir(staging + b"/shm", 0o1777)
-        _mount(b"tmpfs", staging + b"/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, _SHM_SIZE)
+            os.symlink(b"/proc/self/fd" + target, b"/dev/" + name)
+        os.mkdir(b"/dev/shm", 0o1777)
+        _mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, _SHM_SIZE)
         _mount(
-            None, staging, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+            None, b"/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
         )
-        _mount(staging, b"/dev", None, MS_MOVE)
-        os.rmdir(staging)
 
     def _set_limits(self) -> None:
         # Soft limit: SIGXCPU; a program that catches it gets SIGKILL one second later.

@@ -26,7 +26,8 @@ from typing import Literal
 from advfusion_cli.errors import UserError
 from advfusion_cli.sandbox import isolation
 from advfusion_cli.sandbox.cgroups import RunCgroup
-from advfusion_cli.sandbox.process_runner import Outcome, run_isolated
+from advfusion_cli.sandbox.launcher import run_in_launcher
+from advfusion_cli.sandbox.process_runner import Outcome
 from advfusion_cli.sandbox.toolchains import (
     LANGUAGE_TABLE,
     LANGUAGES,
@@ -207,7 +208,7 @@ def _execute(
         drop_capabilities=info.running_as_root,
     )
     try:
-        outcome = run_isolated(
+        outcome = run_in_launcher(
             argv,
             workdir=workdir,
             env=env,
