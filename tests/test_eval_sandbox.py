@@ -341,6 +341,37 @@ def test_environment_secrets_are_not_visible(monkeypatch):
     assert "ADVFUSION_FAKE_API_KEY" not in result.stdout
 
 
+@pytest.mark.skipif(INFO["cgroup"] is None, reason="needs per-run cgroups")
+def test_the_program_and_its_children_are_in_the_runs_own_cgroups():
+    """The child joins through `tasks` (its only thread, "0"): the program, and what it
+    forks, must be in a fresh pids and memory cgroup of this run, not the caller's."""
+    source = textwrap.dedent(
+        """
+        import os
+        def groups():
+            lines = open("/proc/self/cgroup").read().splitlines()
+            return {c: path for _, cs, path in (l.split(":", 2) for l in lines) for c in cs.split(",")}
+        mine = groups()
+        read, write = os.pipe()
+        if os.fork() == 0:
+            os.write(write, repr(groups()).encode())
+            os._exit(0)
+        os.wait()
+        child = eval(os.read(read, 65536).decode())
+        print(mine["pids"], mine["memory"], child == mine)
+        """
+    )
+    with open("/proc/self/cgroup") as handle:
+        callers = handle.read()
+    result = run_program("python", source)
+    assert result.status == "ok", result
+    pids, memory, same = result.stdout.split()
+    assert same == "True"
+    assert os.path.basename(pids).startswith("advfusion-sandbox-")
+    assert os.path.basename(memory) == os.path.basename(pids)  # one pair per run
+    assert pids not in callers and memory not in callers
+
+
 @pytest.mark.skipif(not INFO["namespaces"], reason="no mount namespace here")
 def test_dev_is_minimal_read_only_and_leaves_nothing_in_the_run_directory():
     """/dev holds only the harmless devices, a writable private /dev/shm and the fd links;

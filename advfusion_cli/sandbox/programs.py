@@ -201,7 +201,7 @@ def _execute(
         address_space_bytes=(limits.memory_mb + spec.address_space_extra_mb) * _MB,
         file_size_bytes=limits.file_size_mb * _MB,
         nproc=nproc,
-        cgroup_procs=cgroup.procs_files if cgroup else (),
+        cgroup_tasks=cgroup.task_files if cgroup else (),
         namespaces=info.namespaces,
         user_namespace=info.user_namespace,
         mounts=tuple(isolation.read_mounts()) if info.namespaces else (),
