@@ -100,3 +100,28 @@ def test_a_helper_that_died_is_replaced():
     result = run_program("python", "print(6 * 7)", limits=Limits(wall_seconds=10))
     assert (result.status, result.stdout) == ("ok", "42\n")
     assert _helper_pid() != first
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_run_interrupted_mid_way_does_not_hand_its_reply_to_the_next_run():
+    first = _helper_pid()
+
+    def interrupt(signum, frame):
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(_Interrupted):
+            run_program("python", "import time\ntime.sleep(3)\nprint('first')\n")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # The helper that was running it is gone; the next run gets its own result.
+    assert launcher._helper.process.poll() is not None
+    result = run_program("python", "print('second')")
+    assert (result.status, result.stdout) == ("ok", "second\n")
+    assert _helper_pid() != first

@@ -18,8 +18,10 @@ helper exits when its stdin closes (its parent exited), after finishing the run 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -100,6 +102,10 @@ class _Helper:
             reply = _receive(self.process.stdout)
         except BrokenPipeError:
             reply = None
+        except BaseException:
+            # Interrupted mid-run (Ctrl-C): its reply would be read as the next run's.
+            self.discard()
+            raise
         if reply is None:
             code = self.process.wait()
             raise RuntimeError(f"the sandbox launcher process exited (exit code {code})")
@@ -107,6 +113,20 @@ class _Helper:
         if kind == "error":
             raise value
         return value
+
+    def discard(self) -> None:
+        """Stop this helper: SIGINT makes it kill the run in progress (run_isolated's clean-up)
+        and exit; SIGKILL if it has not within a few seconds."""
+        with contextlib.suppress(OSError):
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
 
     def close(self) -> None:
         if self.owner != os.getpid():
