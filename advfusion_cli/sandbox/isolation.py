@@ -16,8 +16,8 @@ Layers, each probed once on this machine and reported by `isolation_info()`:
 
 `ChildSetup` is the subprocess `preexec_fn`: it runs between fork and exec and only makes
 syscalls (via os and ctypes; the extra fork is libc's, bypassing Python's fork hooks). Python
-documents preexec_fn as unsafe when other threads run, so call the sandbox from the main thread
-or from worker processes, not from a thread pool.
+documents preexec_fn as unsafe when other threads run; runs are started by the single-threaded
+helper of launcher.py, which is also what keeps the fork cheap whatever the caller imported.
 """
 
 from __future__ import annotations
