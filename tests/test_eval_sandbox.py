@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from advfusion_cli.errors import UserError
-from advfusion_cli.sandbox import programs, toolchains
+from advfusion_cli.sandbox import process_runner, programs, toolchains
 from advfusion_cli.sandbox.programs import Limits, outputs_match, run_program, run_tests
 
 EXECUTABLE = programs.executable_languages()
@@ -174,6 +174,8 @@ def test_exit_is_detected_without_pidfds(monkeypatch):
         raise OSError("pidfd_open unavailable")
 
     monkeypatch.setattr(os, "pidfd_open", unavailable)
+    # In this process, not the launcher (a separate interpreter the patch would not reach).
+    monkeypatch.setattr(programs, "run_in_launcher", process_runner.run_isolated)
     assert run_tests("python", _program("python", ""), TESTS).passed
     assert run_program("python", "while True: pass", "", Limits(wall_seconds=1)).status == "timeout"
 
@@ -337,6 +339,69 @@ def test_environment_secrets_are_not_visible(monkeypatch):
     assert "HOME" in result.stdout
     assert secret not in result.stdout and secret not in result.stderr
     assert "ADVFUSION_FAKE_API_KEY" not in result.stdout
+
+
+@pytest.mark.skipif(INFO["cgroup"] is None, reason="needs per-run cgroups")
+def test_the_program_and_its_children_are_in_the_runs_own_cgroups():
+    """The child joins through `tasks` (its only thread, "0"): the program, and what it
+    forks, must be in a fresh pids and memory cgroup of this run, not the caller's."""
+    source = textwrap.dedent(
+        """
+        import os
+        def groups():
+            lines = open("/proc/self/cgroup").read().splitlines()
+            return {c: path for _, cs, path in (l.split(":", 2) for l in lines) for c in cs.split(",")}
+        mine = groups()
+        read, write = os.pipe()
+        if os.fork() == 0:
+            os.write(write, repr(groups()).encode())
+            os._exit(0)
+        os.wait()
+        child = eval(os.read(read, 65536).decode())
+        print(mine["pids"], mine["memory"], child == mine)
+        """
+    )
+    with open("/proc/self/cgroup") as handle:
+        callers = handle.read()
+    result = run_program("python", source)
+    assert result.status == "ok", result
+    pids, memory, same = result.stdout.split()
+    assert same == "True"
+    assert os.path.basename(pids).startswith("advfusion-sandbox-")
+    assert os.path.basename(memory) == os.path.basename(pids)  # one pair per run
+    assert pids not in callers and memory not in callers
+
+
+@pytest.mark.skipif(not INFO["namespaces"], reason="no mount namespace here")
+def test_dev_is_minimal_read_only_and_leaves_nothing_in_the_run_directory():
+    """/dev holds only the harmless devices, a writable private /dev/shm and the fd links;
+    nothing can be created in it, and building it leaves nothing in the run directory."""
+    source = textwrap.dedent(
+        """
+        import os
+        print(sorted(os.listdir("/dev")))
+        print(sorted(os.listdir(".")))
+        with open("/dev/null", "w") as handle:
+            handle.write("discarded")
+        print(len(open("/dev/urandom", "rb").read(16)), open("/dev/zero", "rb").read(2))
+        with open("/dev/shm/scratch", "w") as handle:
+            handle.write("x")
+        print(os.listdir("/dev/shm"))
+        try:
+            open("/dev/sda", "w")
+            print("created a file in /dev")
+        except OSError as error:
+            print("blocked", error.errno)
+        """
+    )
+    result = run_program("python", source)
+    assert result.status == "ok", result
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(
+        ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
+    )
+    assert lines[1] == str(["main.py"])
+    assert lines[2:5] == ["16 b'\\x00\\x00'", "['scratch']", "blocked 30"]  # EROFS
 
 
 @pytest.mark.skipif(not INFO["pid_namespace"], reason="signals could reach outside processes")

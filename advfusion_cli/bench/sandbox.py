@@ -91,10 +91,13 @@ def _sandboxed(ext: str, program: str) -> bool:
 
 
 def _warm(_: int) -> None:
-    """Import what a run needs and hold the worker a moment, so that every worker of the pool
-    is started (a pool starts them on demand) before anything is timed."""
+    """Import what a run needs, start the worker's sandbox launcher, and hold the worker a
+    moment, so that every worker of the pool is started (a pool starts them on demand) before
+    anything is timed."""
     import advfusion_cli.sandbox.multiple_runner  # noqa: F401
+    from advfusion_cli.sandbox import launcher
 
+    launcher.start()
     time.sleep(0.3)
 
 

@@ -36,8 +36,9 @@ class RunCgroup:
             handle.write(value)
 
     @property
-    def procs_files(self) -> tuple[bytes, ...]:
-        return tuple(os.path.join(d, "cgroup.procs").encode() for d in self.dirs.values())
+    def task_files(self) -> tuple[bytes, ...]:
+        """Where a single-threaded process moves itself in by writing "0" (see ChildSetup)."""
+        return tuple(os.path.join(d, "tasks").encode() for d in self.dirs.values())
 
     def _members(self) -> set[int]:
         members: set[int] = set()

@@ -26,7 +26,8 @@ from typing import Literal
 from advfusion_cli.errors import UserError
 from advfusion_cli.sandbox import isolation
 from advfusion_cli.sandbox.cgroups import RunCgroup
-from advfusion_cli.sandbox.process_runner import Outcome, run_isolated
+from advfusion_cli.sandbox.launcher import run_in_launcher
+from advfusion_cli.sandbox.process_runner import Outcome
 from advfusion_cli.sandbox.toolchains import (
     LANGUAGE_TABLE,
     LANGUAGES,
@@ -200,14 +201,14 @@ def _execute(
         address_space_bytes=(limits.memory_mb + spec.address_space_extra_mb) * _MB,
         file_size_bytes=limits.file_size_mb * _MB,
         nproc=nproc,
-        cgroup_procs=cgroup.procs_files if cgroup else (),
+        cgroup_tasks=cgroup.task_files if cgroup else (),
         namespaces=info.namespaces,
         user_namespace=info.user_namespace,
         mounts=tuple(isolation.read_mounts()) if info.namespaces else (),
         drop_capabilities=info.running_as_root,
     )
     try:
-        outcome = run_isolated(
+        outcome = run_in_launcher(
             argv,
             workdir=workdir,
             env=env,
