@@ -156,7 +156,7 @@ def test_a_stop_signal_checkpoints_exits_75_and_the_rerun_resumes_exactly(
     results = _finish(workers)
     # every process (not only the one signalled) checkpoints and asks for a requeue
     assert [code for code, _ in results] == [EXIT_REQUEUE] * processes, results[target][1][-3000:]
-    stderr = results[0][1]
+    stderr = results[0][1].replace("\n", "")  # rich wraps long lines
     assert f"Exiting with code {EXIT_REQUEUE} (requeue)" in stderr
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted" and status["requeue"] is True
@@ -206,7 +206,7 @@ def test_the_stop_file_stops_every_process_for_a_requeue(world, tmp_path):
     stop.touch()
     results = _finish(workers)
     assert [code for code, _ in results] == [EXIT_REQUEUE] * 2, results[0][1][-3000:]
-    assert f"stopped by stop file {stop}" in results[0][1]
+    assert f"stopped by stop file {stop}" in results[0][1].replace("\n", "")
 
 
 def test_a_failure_on_rank_one_during_a_checkpoint_write_ends_both_with_its_error(world, tmp_path):
@@ -221,7 +221,7 @@ def test_a_failure_on_rank_one_during_a_checkpoint_write_ends_both_with_its_erro
     assert rank1_code != 0 and rank0_code != 0
     assert "disk full (injected)" in rank1_err
     assert "disk full (injected)" not in rank0_err  # printed once, by its process
-    assert "Stopped: process 1 failed: OSError" in rank0_err
+    assert "Stopped: process 1 of this launch failed" in rank0_err.replace("\n", "")
     (run,) = (tmp_path / "runs").iterdir()
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "failed"

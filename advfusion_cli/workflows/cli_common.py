@@ -281,8 +281,11 @@ def interrupts_explained(also: str = ""):
     except KeyboardInterrupt:
         stderr_console().print("Interrupted. Run the same command again to resume.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except PeerFailed as failed:
-        stderr_console().print(f"Stopped: {failed.message} (its error is printed above).")
+    except PeerFailed as failed:  # the error itself is printed once, by its own process
+        stderr_console().print(
+            f"Stopped: process {failed.failure.rank} of this launch failed (its error is "
+            "printed above; the run's status.json records it)."
+        )
         raise typer.Exit(1) from None
 
 

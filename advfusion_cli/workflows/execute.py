@@ -276,7 +276,8 @@ def _prepare_and_train(
         if elsewhere is None:
             process_group.record_failure(accelerator.process_index, err)
         if session.is_main:
-            run.write_status(FAILED, error=elsewhere or f"{type(err).__name__}: {err}"[:500])
+            own = f"{type(err).__name__}: {err}"[:500]
+            run.write_status(FAILED, error=elsewhere.message if elsewhere else own)
         if elsewhere is not None:
             raise process_group.PeerFailed(elsewhere) from None
         raise

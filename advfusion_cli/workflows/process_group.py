@@ -17,6 +17,8 @@ and is what the run's status.json records.
 from __future__ import annotations
 
 import contextlib
+import json
+from dataclasses import dataclass
 from datetime import timedelta
 
 FAILURE_KEY = "advfusion/failure"
@@ -25,9 +27,19 @@ FAILURE_KEY = "advfusion/failure"
 class PeerFailed(Exception):
     """This process stopped because another process of the launch failed first."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, failure: Failure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Failure:
+    rank: int
+    error: str  # "OSError: [Errno 28] No space left on device" (its first line)
+
+    @property
+    def message(self) -> str:
+        return f"process {self.rank} failed: {self.error}"
 
 
 def init_kwargs(timeout_minutes: float | None) -> list:
@@ -56,20 +68,21 @@ def record_failure(rank: int, error: BaseException) -> None:
     if store is None:
         return
     first_line = (str(error).strip().splitlines() or [""])[0]
-    message = f"process {rank} failed: {type(error).__name__}: {first_line}"[:500]
+    record = {"rank": rank, "error": f"{type(error).__name__}: {first_line}"[:500]}
     # the store lives in process 0, which may be the one going down
     with contextlib.suppress(Exception):
-        store.set(FAILURE_KEY, message)
+        store.set(FAILURE_KEY, json.dumps(record))
 
 
-def failure_elsewhere() -> str | None:
+def failure_elsewhere() -> Failure | None:
     """The failure another process recorded, or None (also when the store is unreachable)."""
     store = _store()
     if store is None:
         return None
     try:
         if store.check([FAILURE_KEY]):
-            return store.get(FAILURE_KEY).decode()
+            record = json.loads(store.get(FAILURE_KEY).decode())
+            return Failure(int(record["rank"]), str(record["error"]))
     except Exception:
         return None
     return None
