@@ -188,8 +188,14 @@ def prune(parent: Path, keep: int) -> None:
 
 def read_state(checkpoint: Path) -> dict:
     """Optimizer/scheduler/position, loaded without unpickling arbitrary objects; tensors are
-    memory-mapped (read when touched: a process reading its slices reads only those)."""
-    return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+    memory-mapped (read when touched: a process reading its slices reads only those). Only
+    torch.save's zip format can be mapped; any other file is read whole (and refused by
+    weights_only unless it holds only tensors and plain values)."""
+    import zipfile
+
+    path = checkpoint / STATE_FILE
+    mmap = zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def read_rng(checkpoint: Path, rank: int) -> dict | None:

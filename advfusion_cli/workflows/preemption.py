@@ -53,6 +53,14 @@ class StopRequest:
     def requested(self) -> bool:
         return self.level() != NO_STOP
 
+    @requested.setter
+    def requested(self, value: bool) -> None:
+        """`stop.requested = True` asks for a stop as Ctrl-C does (tests and extensions)."""
+        if value and self.kind == NO_STOP:
+            self.kind = CTRL_C
+        elif not value:
+            self.kind, self.signal_name = NO_STOP, None
+
     def level(self) -> int:
         """NO_STOP, CTRL_C or REQUEUE; the stop file counts as a stop signal."""
         if self.kind != REQUEUE:
