@@ -62,11 +62,11 @@ def test_a_transient_read_error_keeps_the_entry_and_the_retry_loads_it(tmp_path,
     cache = PreparedCache(tmp_path / "cache")
     assert cache.load_or_build("features", {"k": 1}, build, read) == ["one", "two"]
     entry = cache.entry_dir("features", {"k": 1})
-    load, calls = flaky(1)
+    load, calls = flaky(2)  # fails twice in a row, as a flapping NFS mount may
     capsys.readouterr()
     built: list[Path] = []
     again = cache.load_or_build("features", {"k": 1}, lambda f: built.append(f) or {}, load)
-    assert again == ["one", "two"] and calls["n"] == 2
+    assert again == ["one", "two"] and calls["n"] == 3  # retried without the lock
     assert built == [] and entry.is_dir()  # kept, not rebuilt
     assert capsys.readouterr().err == ""  # no "damaged" warning
 
