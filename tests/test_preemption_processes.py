@@ -112,7 +112,14 @@ def _stop_midway(workdir: Path, workers: list[subprocess.Popen], target: int, si
 
 
 def _finish(workers: list[subprocess.Popen]) -> list[tuple[int, str]]:
-    return [(w.wait(timeout=300), w.communicate()[1]) for w in workers]
+    """Each worker's (exit code, stderr); a hang fails the test and leaves no process behind."""
+    try:
+        return [(w.wait(timeout=300), w.communicate()[1]) for w in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
 
 
 def _steps(run: Path) -> list[int]:
