@@ -52,7 +52,17 @@ clean:
 # fresh GPU machine lacks, runs the -m gpu tests, the 1.3B-shape bench and the demo, and
 # writes report.md/report.json under gpu-check-report/<time>/. Without a GPU it prints what it
 # would run and exits 0. GPU_CHECK_ARGS passes options (--out DIR, --dry-run).
-.PHONY: gpu-check
+# WHEELS=DIR: install from that folder only (no network; what is missing, in one line).
+.PHONY: gpu-check wheelhouse
 GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+WHEELS ?=
 gpu-check:
-	$(GPU_CHECK_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+	$(GPU_CHECK_PYTHON) scripts/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS)) $(GPU_CHECK_ARGS)
+
+# On a machine with network: the wheels `make gpu-check WHEELS=DIR` needs beyond a CUDA
+# PyTorch image, for the GPU machine's Python (PY_VERSION) and platform (PLATFORM).
+WHEELHOUSE_DIR := $(or $(WHEELS),wheelhouse)
+PY_VERSION ?= $(shell $(GPU_CHECK_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PLATFORM ?= manylinux_2_28_x86_64
+wheelhouse:
+	$(GPU_CHECK_PYTHON) scripts/gpu_check.py --download-wheels $(WHEELHOUSE_DIR) --python-version $(PY_VERSION) --platform $(PLATFORM)

@@ -11,10 +11,17 @@ unused passes on to the next):
 3. bench      `advfusion bench` at DeepSeek-Coder-1.3B's shape, 4-bit base, with generation;
 4. demo       `advfusion demo` on CUDA.
 
-A part whose prerequisite failed is skipped. The report (report.md + report.json: device,
-versions, each part, each GPU test, the bench's goals) goes under a folder printed at the
-start and the end. Without a GPU (nvidia-smi lists none) or with --dry-run, the script prints
-what it would run and exits 0, running nothing.
+A part that fails leaves the others running (each reports on its own). The report
+(report.md + report.json: device, versions, each part, each GPU test, the bench's goals) goes
+under a folder printed at the start and the end. Without a GPU (nvidia-smi lists none) or
+with --dry-run, the script prints what it would run and exits 0, running nothing.
+
+Offline (`--wheels DIR`, `make gpu-check WHEELS=DIR`): a CUDA machine for such checks often
+has no network, only a CUDA PyTorch image. `make wheelhouse` (`--download-wheels DIR`), on a
+machine with network, fills DIR with the wheels the check needs beyond such an image
+(IMAGE_PACKAGES), for the target's Python version and platform; the setup part then installs
+from DIR alone (pip --no-index --no-build-isolation) and says in one line what is missing.
+Every part runs with the Hugging Face hub and datasets offline: nothing calls the network.
 
 Only the standard library is used here: the script must start before torch is installed.
 """
@@ -25,10 +32,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -51,10 +60,32 @@ BENCH_ARGS = [
 TORCH_REQUIREMENT = "torch>=2.4,<3"  # pyproject.toml's; PyPI's Linux wheels are CUDA builds
 BITSANDBYTES_REQUIREMENT = "bitsandbytes>=0.45,<1"
 
-# Run by the interpreter under test: what it has, as one JSON line.
+# What a CUDA PyTorch image typically brings (with everything these depend on): the wheel
+# folder holds the rest of what the check needs. Names as pip normalises them.
+IMAGE_PACKAGES = (
+    "torch", "triton", "numpy", "transformers", "accelerate", "peft", "safetensors",
+    "tokenizers", "huggingface-hub", "rich", "typer", "sacrebleu", "pyarrow", "pandas",
+    "matplotlib", "tensorboard", "setuptools", "wheel", "pip", "packaging", "filelock",
+    "fsspec", "pyyaml", "requests", "tqdm", "regex", "typing-extensions", "click", "pygments",
+)  # fmt: skip
+# Published as source only (pure Python): `make wheelhouse` builds their wheels.
+SOURCE_ONLY = ("rouge-score",)
+WHEELHOUSE_LIMIT_MB = 64  # the repository plus the wheel folder must stay under this
+# Every part runs with these: the hub and datasets never reach the network.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+# Run by the interpreter under test: what it has, as one JSON line (argv: distributions
+# whose installed versions to report).
 PROBE_CODE = r"""
 import importlib, importlib.metadata, json, sys
 found = {"python": sys.version.split()[0]}
+if sys.argv[1:]:
+    found["distributions"] = {}
+    for name in sys.argv[1:]:
+        try:
+            found["distributions"][name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found["distributions"][name] = None
 for name in ("torch", "bitsandbytes", "transformers", "accelerate", "peft", "pytest"):
     try:
         module = importlib.import_module(name)
@@ -106,14 +137,20 @@ class PartResult:
 # ---- the plan ---------------------------------------------------------------------------------
 
 
-def plan(python: str, out: Path) -> list[Part]:
-    """The parts, their commands and timeouts; `out` is the report folder."""
+def plan(python: str, out: Path, wheels: Path | None = None) -> list[Part]:
+    """The parts, their commands and timeouts; `out` is the report folder; `wheels`: install
+    from that folder only (no network)."""
     advfusion = [python, "-m", "advfusion_cli"]
+    setup = [python, str(REPO / "scripts" / "gpu_check.py"), "--install-missing"]
+    if wheels is not None:
+        setup += ["--wheels", str(wheels)]
+    source = f"from {wheels}, offline" if wheels is not None else "with pip"
     return [
         Part(
             "setup",
-            "install what is missing (CUDA torch, bitsandbytes, advfusion[dev]); torch sees the GPU",
-            [python, str(REPO / "scripts" / "gpu_check.py"), "--install-missing"],
+            f"install what is missing ({source}: CUDA torch, bitsandbytes, advfusion[dev]); "
+            "torch sees the GPU",
+            setup,
             timeout_s=120,
         ),
         Part(
@@ -133,21 +170,18 @@ def plan(python: str, out: Path) -> list[Part]:
                 f"--junitxml={out / 'gpu-tests.xml'}",
             ],  # fmt: skip
             timeout_s=150,
-            requires=("setup",),
         ),
         Part(
             "bench",
             "advfusion bench at DeepSeek-Coder-1.3B's shape, 4-bit NF4 base, with generation",
             [*advfusion, "bench", *BENCH_ARGS, "--json", str(out / "bench-gpu.json")],
             timeout_s=180,
-            requires=("setup",),
         ),
         Part(
             "demo",
             "advfusion demo on CUDA (tiny model, testbed, every method, pass@1)",
             [*advfusion, "demo", "--workdir", str(out / "demo")],
             timeout_s=110,
-            requires=("setup",),
         ),
     ]
 
@@ -198,6 +232,7 @@ def run_part(part: Part, out: Path, passed: set[str], spare_s: float = 0.0) -> P
             process = subprocess.Popen(
                 part.command,
                 cwd=REPO,
+                env={**os.environ, **OFFLINE_ENV},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -261,11 +296,12 @@ def nvidia_smi_facts() -> dict:
     return {"gpus": [dict(zip(query.split(","), row, strict=False)) for row in rows]}
 
 
-def probe(python: str, timeout_s: int = 120) -> dict:
-    """What `python` can import, with versions, and whether torch sees CUDA."""
+def probe(python: str, timeout_s: int = 120, distributions: tuple[str, ...] = ()) -> dict:
+    """What `python` can import, with versions, and whether torch sees CUDA; the installed
+    versions of `distributions` (None: not installed) under "distributions"."""
     try:
         found = subprocess.run(
-            [python, "-c", PROBE_CODE],
+            [python, "-c", PROBE_CODE, *distributions],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -300,16 +336,22 @@ def install_commands(found: dict, python: str) -> list[list[str]]:
     return commands
 
 
-def install_missing(python: str) -> int:
-    """The setup part: install what is missing, then insist that torch sees the GPU."""
-    found = probe(python)
-    print("found:", json.dumps(found), flush=True)
-    for command in install_commands(found, python):
-        print("$", shlex.join(command), flush=True)
-        code = subprocess.run(command, cwd=REPO, check=False).returncode
+def install_missing(python: str, wheels: Path | None = None) -> int:
+    """The setup part: install what is missing (from `wheels` alone when given), then insist
+    that torch sees the GPU."""
+    if wheels is not None:
+        code = install_offline(python, wheels)
         if code != 0:
-            print(f"setup: '{shlex.join(command)}' failed (exit code {code})", flush=True)
-            return 1
+            return code
+    else:
+        found = probe(python)
+        print("found:", json.dumps(found), flush=True)
+        for command in install_commands(found, python):
+            print("$", shlex.join(command), flush=True)
+            code = subprocess.run(command, cwd=REPO, check=False).returncode
+            if code != 0:
+                print(f"setup: '{shlex.join(command)}' failed (exit code {code})", flush=True)
+                return 1
     found = probe(python)
     print("now:", json.dumps(found), flush=True)
     if not found.get("cuda_available"):
@@ -319,6 +361,237 @@ def install_missing(python: str) -> int:
         print("setup: bitsandbytes does not import:", found.get("bitsandbytes_error"), flush=True)
         return 1
     return 0
+
+
+# ---- offline: the wheel folder ----------------------------------------------------------------
+
+
+def normalize(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(spec: str) -> str:
+    found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    if found is None:
+        raise ValueError(f"not a requirement: {spec!r}")
+    return normalize(found.group(1))
+
+
+def project_requirements(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
+    """pyproject.toml's runtime dependencies and the dev extra's pytest (the check runs the
+    gpu test tier; the dev extra's other tools are not needed there)."""
+    text = pyproject.read_text()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the two lists, read by hand
+        runtime, dev = (
+            re.findall(r'"([^"]+)"', block)
+            for block in (
+                re.search(r"^dependencies = \[(.*?)\]", text, re.S | re.M).group(1),
+                re.search(r"^dev = \[(.*?)\]", text, re.S | re.M).group(1),
+            )
+        )
+    else:
+        project = tomllib.loads(text)["project"]
+        runtime, dev = project["dependencies"], project["optional-dependencies"]["dev"]
+    return [*runtime, *(spec for spec in dev if requirement_name(spec) == "pytest")]
+
+
+def needed_beyond_image(requirements: list[str] | None = None) -> list[str]:
+    """The requirements a CUDA PyTorch image does not bring (IMAGE_PACKAGES)."""
+    requirements = project_requirements() if requirements is None else requirements
+    image = {normalize(name) for name in IMAGE_PACKAGES}
+    return [spec for spec in requirements if requirement_name(spec) not in image]
+
+
+def folder_distributions(folder: Path) -> set[str]:
+    """Distribution names of the wheels (and source archives) in `folder`."""
+    names = set()
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.name.endswith(".whl"):
+            names.add(normalize(path.name.split("-")[0]))
+        elif path.name.endswith((".tar.gz", ".zip")):
+            names.add(normalize(path.name.rsplit("-", 1)[0]))
+    return names
+
+
+def offline_missing(found: dict, wheels: Path, needed: list[str]) -> list[str]:
+    """What neither the interpreter (a `probe` with distributions) nor the folder has."""
+    missing = []
+    if not found.get("torch_cuda"):
+        missing.append("torch (a CUDA build: start from a CUDA PyTorch image)")
+    installed = found.get("distributions") or {}
+    in_folder = folder_distributions(wheels)
+    for spec in needed:
+        name = requirement_name(spec)
+        if not installed.get(name) and name not in in_folder:
+            missing.append(name)
+    return missing
+
+
+def missing_line(missing: list[str], wheels: Path) -> str:
+    return (
+        f"gpu-check: missing (not installed, not in {wheels}): {', '.join(missing)}; "
+        "run `make wheelhouse WHEELS=DIR PY_VERSION=X.Y` where there is network and copy DIR"
+    )
+
+
+def install_offline(python: str, wheels: Path) -> int:
+    """Install what the check needs from `wheels` alone: pip --no-index --no-build-isolation
+    (source-only packages come as wheels built by `make wheelhouse`)."""
+    needed = needed_beyond_image()
+    names = tuple(requirement_name(spec) for spec in needed) + ("advfusion",)
+    found = probe(python, distributions=names)
+    print("found:", json.dumps(found), flush=True)
+    missing = offline_missing(found, wheels, needed)
+    if missing:
+        print(missing_line(missing, wheels), flush=True)
+        return 1
+    installed = found.get("distributions") or {}
+    to_install = [spec for spec in needed if not installed.get(requirement_name(spec))]
+    pip = [python, "-m", "pip", "install", "--no-index", "--no-build-isolation"]
+    commands = []
+    if to_install:
+        commands.append([*pip, "--find-links", str(wheels), *to_install])
+    if not installed.get("advfusion"):
+        commands.append([*pip, "--no-deps", "-e", str(REPO)])
+    for command in commands:
+        print("$", shlex.join(command), flush=True)
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        print(done.stdout + done.stderr, end="", flush=True)
+        if done.returncode != 0:
+            absent = re.findall(r"No matching distribution found for ([^\s]+)", done.stderr)
+            if absent:
+                print(missing_line(sorted(set(absent)), wheels), flush=True)
+            else:
+                print(f"setup: '{shlex.join(command)}' failed", flush=True)
+            return 1
+    return 0
+
+
+def marker_environment(python_version: str, platform: str) -> dict[str, str]:
+    """The target interpreter's PEP 508 marker values (CPython on Linux)."""
+    machine = "aarch64" if "aarch64" in platform else "x86_64"
+    return {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": machine,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_version": "",
+        "implementation_version": f"{python_version}.0",
+        "extra": "",
+    }
+
+
+def closure_beyond_image(report: dict, roots: list[str], environment: dict) -> dict[str, str]:
+    """name -> version of what `roots` need from a pip resolution report, not descending
+    into IMAGE_PACKAGES (the image brings them and what they need)."""
+    try:
+        from packaging.requirements import Requirement
+    except ModuleNotFoundError:  # pip carries its own copy
+        from pip._vendor.packaging.requirements import Requirement
+
+    resolved = {normalize(item["metadata"]["name"]): item["metadata"] for item in report["install"]}
+    image = {normalize(name) for name in IMAGE_PACKAGES}
+    wanted: dict[str, str] = {}
+    queue = [requirement_name(spec) for spec in roots]
+    while queue:
+        name = queue.pop()
+        if name in wanted or name in image or name not in resolved:
+            continue
+        metadata = resolved[name]
+        wanted[name] = metadata["version"]
+        for spec in metadata.get("requires_dist") or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                queue.append(normalize(requirement.name))
+    return wanted
+
+
+def expand_platform(tag: str) -> list[str]:
+    """A glibc manylinux tag and every older one it can run (pip takes --platform tags
+    literally): manylinux_2_28_x86_64 -> manylinux_2_28 ... manylinux_2_5, manylinux2014,
+    manylinux2010, manylinux1 (x86_64)."""
+    found = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
+    if found is None:
+        return [tag]
+    newest, arch = int(found.group(1)), found.group(2)
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    return tags + [f"{name}_{arch}" for minor, name in legacy.items() if minor <= newest]
+
+
+def target_flags(python_version: str, platforms: list[str]) -> list[str]:
+    flags = ["--python-version", python_version, "--implementation", "cp"]
+    for platform in dict.fromkeys(tag for given in platforms for tag in expand_platform(given)):
+        flags += ["--platform", platform]
+    return flags
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def repository_mb() -> float:
+    """What copying the repository moves: its tracked files (all files without git)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=False)
+    if listed.returncode == 0:
+        paths = [REPO / name for name in listed.stdout.decode().split("\0") if name]
+        return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+    return folder_mb(REPO)
+
+
+def download_wheels(dest: Path, python_version: str, platforms: list[str]) -> int:
+    """`make wheelhouse`: the wheels the check needs beyond a CUDA PyTorch image, for the
+    target's Python version and platform, into `dest` (needs network)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    needed = needed_beyond_image()
+    pip = [sys.executable, "-m", "pip"]
+    for spec in needed:  # source-only, pure Python: built into a wheel here
+        if requirement_name(spec) in SOURCE_ONLY:
+            _run_or_fail([*pip, "wheel", "--no-deps", "--wheel-dir", str(dest), spec])
+    flags = target_flags(python_version, platforms)
+    with tempfile.TemporaryDirectory() as scratch:
+        report_path = Path(scratch) / "report.json"
+        _run_or_fail(
+            [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+             str(report_path), "--only-binary=:all:", *flags, "--target", scratch,
+             "--find-links", str(dest), *needed]
+        )  # fmt: skip
+        report = json.loads(report_path.read_text())
+    wanted = closure_beyond_image(report, needed, marker_environment(python_version, platforms[0]))
+    pins = [f"{name}=={version}" for name, version in sorted(wanted.items())]
+    _run_or_fail(
+        [*pip, "download", "--no-deps", "--only-binary=:all:", *flags, "--find-links",
+         str(dest), "--dest", str(dest), *pins]
+    )  # fmt: skip
+    stale = [p for p in dest.iterdir() if normalize(p.name.split("-")[0]) not in wanted]
+    for path in stale:  # a previous download's other versions or packages
+        path.unlink()
+    wheels_mb, repo_mb = folder_mb(dest), repository_mb()
+    print(f"wheelhouse: {len(wanted)} packages in {dest}: {', '.join(pins)}")
+    total = wheels_mb + repo_mb
+    print(
+        f"wheelhouse: {wheels_mb:.1f} MiB + repository {repo_mb:.1f} MiB = {total:.1f} MiB "
+        f"(limit {WHEELHOUSE_LIMIT_MB} MiB)"
+    )
+    if total >= WHEELHOUSE_LIMIT_MB:
+        print(f"wheelhouse: over {WHEELHOUSE_LIMIT_MB} MiB", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_or_fail(command: list[str]) -> None:
+    print("$", shlex.join(command), flush=True)
+    code = subprocess.run(command, check=False).returncode
+    if code != 0:
+        raise SystemExit(f"wheelhouse: '{shlex.join(command[:4])} ...' failed (exit code {code})")
 
 
 # ---- the report -------------------------------------------------------------------------------
@@ -543,22 +816,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--python", default=sys.executable, help="interpreter to install into and run"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument(
+        "--wheels", type=Path, help="install from this wheel folder only (no network)"
+    )
+    parser.add_argument(
+        "--download-wheels",
+        type=Path,
+        metavar="DIR",
+        help="fill DIR with the wheels an offline check needs (make wheelhouse; needs network)",
+    )
+    parser.add_argument(
+        "--python-version",
+        default=f"{sys.version_info.major}.{sys.version_info.minor}",
+        help="--download-wheels: the target's Python version (default this one's)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        help="--download-wheels: the target's platform tag (repeatable; default "
+        "manylinux_2_28_x86_64, which also takes older manylinux wheels)",
+    )
     parser.add_argument("--install-missing", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.download_wheels is not None:
+        platforms = args.platform or ["manylinux_2_28_x86_64"]
+        return download_wheels(args.download_wheels.resolve(), args.python_version, platforms)
+    wheels = args.wheels.resolve() if args.wheels is not None else None
+    if wheels is not None and not wheels.is_dir():
+        print(f"gpu-check: WHEELS={args.wheels} is not a folder", file=sys.stderr)
+        return 2
     if args.install_missing:
-        return install_missing(args.python)
+        return install_missing(args.python, wheels)
     out = (args.out or default_out()).resolve()
-    parts = plan(args.python, out)
+    parts = plan(args.python, out, wheels)
     gpus = gpu_names()
     if args.dry_run or not gpus:
         why = "--dry-run" if args.dry_run else "no CUDA device (nvidia-smi lists no GPU)"
         print(f"gpu-check: {why}: dry run, nothing is run. On a GPU machine it would run:")
         print(render_plan(parts))
         print(f"and write report.md and report.json under {out}")
+        if wheels is not None:  # what setup would find missing, from here (no network)
+            needed = needed_beyond_image()
+            names = tuple(requirement_name(spec) for spec in needed)
+            missing = offline_missing(probe(args.python, 60, names), wheels, needed)
+            print(missing_line(missing, wheels) if missing else f"gpu-check: {wheels} suffices")
         return 0
     print(f"gpu-check on {', '.join(gpus)}; report under {out}", flush=True)
     print(render_plan(parts), flush=True)

@@ -52,12 +52,17 @@ def method(name: str):
     return AdvFusionMethod(temperature=True, regularization_weight=0.05, mask_mode="zero")
 
 
-def fused_model(name: str, adapter_dirs: dict[str, Path], checkpointing: bool = False):
-    """The tiny base with the adapters fused, only the fusion layers trainable."""
+def fused_model(
+    name: str, adapter_dirs: dict[str, Path], checkpointing: bool = False, sharded: bool = False
+):
+    """The tiny base with the adapters fused, only the fusion layers trainable (sharded: the
+    fusion built on the meta device, as an FSDP run builds it)."""
     model = build_tiny_model("llama")
     model.train()
     torch.manual_seed(1)  # the fusion layers' initialisation draws from the global RNG
-    return setup_fusion(model, method(name), adapter_dirs, gradient_checkpointing=checkpointing)
+    return setup_fusion(
+        model, method(name), adapter_dirs, gradient_checkpointing=checkpointing, sharded=sharded
+    )
 
 
 def examples(seed: int) -> list[dict]:
@@ -102,15 +107,16 @@ def schedule(name: str):
     return single_phase
 
 
-def trainer(accelerator, prepared, trainable, run: Path, layout=None):
+def trainer(accelerator, prepared, trainable, run: Path, layout=None, stop=None, loss=None):
     return Trainer(
         accelerator,
         prepared,
         trainable.params,
-        causal_lm_loss,
+        loss or causal_lm_loss,
         Collator(pad_token_id=0),
         RunDir(run),
         extra_loss=trainable.extra_loss,
+        stop=stop,
         extra_state=trainable.extra_state,
         load_extra_state=trainable.load_extra_state,
         sharding=layout,
@@ -125,3 +131,84 @@ def probe_batch() -> dict[str, torch.Tensor]:
 
 def fusion_weights(trainable) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in trainable.params.items()}
+
+
+# ---- one global batch, however it is split (tests/test_global_batch.py) -------------------
+
+SPLIT_METHODS = ("task-adapter", "lora", "adapterfusion", "advfusion")
+SPLIT_GLOBAL_BATCH = 8
+SPLIT_ROWS = 32  # 4 steps of 8: one epoch
+
+
+def split_method(name: str):
+    """The methods with the fusion temperature schedule off: it advances per forward (the
+    authors' adapters library), so accumulation would change it, not the loss weighting."""
+    from advfusion_cli.spec.methods import LoraMethod, TaskAdapterMethod
+
+    if name == "task-adapter":
+        return TaskAdapterMethod(reduction_factor=4)
+    if name == "lora":
+        return LoraMethod(r=4, alpha=8.0, dropout=0.0)
+    if name == "adapterfusion":
+        return AdapterFusionMethod(temperature=False, regularization_weight=0.05)
+    return AdvFusionMethod(temperature=False, regularization_weight=0.05, mask_mode="zero")
+
+
+def split_trainable(name: str, adapter_dirs: dict[str, Path], sharded: bool = False):
+    """The model of one split run, initialised identically in every process and every run."""
+    from advfusion_cli.workflows.methods import setup_adapter, setup_lora
+
+    model = build_tiny_model("llama")
+    model.train()
+    torch.manual_seed(1)  # new adapter / LoRA / fusion weights draw from the global RNG
+    if name == "task-adapter":
+        return setup_adapter(model, split_method(name), TARGET)
+    if name == "lora":
+        return setup_lora(model, split_method(name))
+    return setup_fusion(model, split_method(name), adapter_dirs, sharded=sharded)
+
+
+def split_examples(seed: int) -> list[dict]:
+    """Rows of 6 to 20 tokens whose targets are the completion only (prompts of 2 to 12
+    tokens): micro-batches of the same step hold very different target counts."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(SPLIT_ROWS):
+        length = int(torch.randint(6, 21, (1,), generator=generator))
+        prompt = min(length - 1, int(torch.randint(2, 13, (1,), generator=generator)))
+        ids = torch.randint(3, 128, (length,), generator=generator).tolist()
+        rows.append(
+            {
+                "input_ids": ids,
+                "attention_mask": [1] * length,
+                "labels": [-100] * prompt + ids[prompt:],
+                "completion_mask": [0] * prompt + [1] * (length - prompt),
+            }
+        )
+    return rows
+
+
+def split_phases(name: str, batch_size: int, grad_accumulation: int) -> list[Phase]:
+    settings = LoopSettings(
+        learning_rate=2e-2,
+        total_steps=STEPS,
+        batch_size=batch_size,
+        grad_accumulation=grad_accumulation,
+        max_grad_norm=None,  # clipping would hide a wrongly scaled gradient
+        eval_every=None,  # the last step evaluates
+        eval_batch_size=3,
+        keep_best=False,
+        seed=5,
+        optimizer="adamw",
+    )
+    count = 2 if name == "advfusion" else 1
+    return [
+        Phase(f"phase{i + 1}", split_examples(51 + i), split_examples(40 + i)[:5], settings)
+        for i in range(count)
+    ]
+
+
+def split_schedule(name: str):
+    if name == "advfusion":
+        return advfusion_phases(TARGET, split_method(name))
+    return single_phase

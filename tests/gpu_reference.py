@@ -14,8 +14,17 @@ error is about sqrt(15) u = 8e-3. FORWARD_TOL = 16 u (3.1e-2) leaves a factor of
 correlated errors. Gradients pass through the same roundings again on the way back (and the
 softmax's), so GRADIENT_TOL = 32 u (6.3e-2). The errors are measured as ||c - r|| / ||r|| over
 a whole tensor (not element by element: single elements near zero carry no relative meaning).
-A defect (a slot that is not masked, a wrong W_V, an adapter dropped or mis-scaled by a few
-percent) moves these by much more; tests/test_gpu_reference.py checks that such defects fail.
+
+The logits alone are a weak witness of the fusion: an adapter's delta and the fusion's W_V
+term are added to the residual stream, which carries most of each hidden state, so a defect
+in them reaches the logits diluted. One adapter's output mis-scaled by 5%, or W_V by 5%,
+moves the logits by only about 1.1e-2, inside FORWARD_TOL. So the forward is also compared
+where the fusion computes, undiluted: each adapter's output (its delta z_n, slot by slot) and
+the fusion's W_V term at every fused place. These sit behind fewer roundings than the logits
+(the layers below them, then one adapter or one W_V), so their bf16 error is at most the
+logits' and FORWARD_TOL bounds them too; a 5% mis-scaling moves its tensor by 5e-2 = 25.6 u,
+1.6 x FORWARD_TOL. A defect (a slot that is not masked, a wrong W_V, an adapter dropped or
+mis-scaled by a few percent) fails; tests/test_gpu_reference.py checks that such defects fail.
 """
 
 from __future__ import annotations
@@ -65,6 +74,9 @@ class FusionRun:
     logits: torch.Tensor  # (batch, seq, vocab)
     loss: torch.Tensor  # ()
     grads: dict[str, torch.Tensor] = field(default_factory=dict)  # fusion parameter -> grad
+    # "adapter <lang> at <place>" -> its delta (batch, seq, d); "W_V term at <place>" -> the
+    # fusion's W_V output (batch, seq, d): the forward where the fusion computes
+    internals: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def make_fusion_folders(model_dir: Path, out: Path, kind: str) -> None:
@@ -105,6 +117,64 @@ def _fusion_named_parameters(host) -> list[tuple[str, torch.nn.Parameter]]:
     return found
 
 
+def record_internals(host, found: dict[str, torch.Tensor]) -> None:
+    """Make every fused place also write its adapters' deltas and its W_V term into `found`
+    (under the autocast the forward runs in) as the model runs forward."""
+    names = list(host.fused_names)
+    for index in range(host.num_layers):
+        for place in host.fusion_state.places:
+            wrapper = host.place(index, place)
+            where = f"layers.{index}.{place}"
+            wrapper.fusion.forward_from_stack = _recording(
+                wrapper.fusion.forward_from_stack, names, where, found
+            )
+
+
+def _recording(forward_from_stack, names: list[str], where: str, found: dict):
+    def recording(query, x, stack, f, removed=None):
+        out, alpha = forward_from_stack(query, x, stack, f, removed)
+        with torch.no_grad():
+            deltas = stack(x)  # (B, T, d) -> (B, T, N, d): each adapter's delta
+            for slot, name in enumerate(names):
+                found[f"adapter {name} at {where}"] = deltas[..., slot, :].float().cpu()
+            found[f"W_V term at {where}"] = (out - f).float().cpu()  # W_V (sum_n alpha_n z_n)
+        return out, alpha
+
+    return recording
+
+
+def mis_scale_adapter(language: str, factor: float):
+    """A tamper for `run_fusion`: `language`'s adapter output (its delta) times `factor` at
+    every place (its up projection scaled: a bottleneck's weight and bias, a Compacter's
+    factor and bias)."""
+
+    def tamper(host) -> None:
+        with torch.no_grad():
+            for index in range(host.num_layers):
+                for place in host.fusion_state.places:
+                    adapter = host.place(index, place).adapters[language]
+                    if hasattr(adapter, "up"):
+                        scaled = (adapter.up.weight, adapter.up.bias)
+                    else:  # PHM: W_up = sum_i A_i kron (s_i t_i), linear in s
+                        scaled = (adapter.up_s, adapter.up_bias)
+                    for tensor in scaled:
+                        tensor.mul_(factor)
+
+    return tamper
+
+
+def mis_scale_value(factor: float):
+    """A tamper for `run_fusion`: every fusion's W_V times `factor`."""
+
+    def tamper(host) -> None:
+        with torch.no_grad():
+            for index in range(host.num_layers):
+                for place in host.fusion_state.places:
+                    host.place(index, place).fusion.value.weight.mul_(factor)
+
+    return tamper
+
+
 def fusion_inputs(vocab: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, labels) of shape (2, 12), fixed."""
     ids = torch.randint(3, vocab, (2, 12), generator=torch.Generator().manual_seed(5))
@@ -138,6 +208,8 @@ def run_fusion(
     if tamper is not None:
         tamper(host)
     params = dict(_fusion_named_parameters(host))
+    internals: dict[str, torch.Tensor] = {}
+    record_internals(host, internals)
     host.freeze_for_fusion_training()
     model.eval()  # no dropout: both sides compute the same function
     ids, labels = (t.to(device) for t in fusion_inputs())
@@ -149,17 +221,30 @@ def run_fusion(
         logits=output.logits.detach().float().cpu(),
         loss=loss.detach().float().cpu(),
         grads={n: p.grad.detach().float().cpu() for n, p in params.items() if p.grad is not None},
+        internals=internals,
+    )
+
+
+def compare_forward_internals(candidate: FusionRun, reference: FusionRun) -> float:
+    """Asserts each adapter's output and each W_V term within FORWARD_TOL (see the module
+    docstring: where a few percent of mis-scaling shows undiluted); returns the worst error."""
+    assert candidate.internals.keys() == reference.internals.keys() and reference.internals
+    return max(
+        assert_close_to_reference(candidate.internals[name], tensor, FORWARD_TOL, name)
+        for name, tensor in reference.internals.items()
     )
 
 
 def compare_fusion_runs(candidate: FusionRun, reference: FusionRun) -> dict[str, float]:
-    """Asserts logits, loss and every fusion gradient within tolerance; returns the errors."""
+    """Asserts logits, loss, each adapter's output and W_V term, and every fusion gradient
+    within tolerance; returns the errors."""
     assert candidate.grads.keys() == reference.grads.keys() and reference.grads
     errors = {
         "logits": assert_close_to_reference(
             candidate.logits, reference.logits, FORWARD_TOL, "logits"
         ),
         "loss": assert_close_to_reference(candidate.loss, reference.loss, FORWARD_TOL, "loss"),
+        "worst_internal": compare_forward_internals(candidate, reference),
     }
     worst = 0.0
     for name, grad in reference.grads.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -69,7 +70,7 @@ def test_the_parts_fit_ten_minutes_and_each_has_its_own_timeout(tmp_path):
     assert [p.name for p in parts] == ["setup", "gpu-tests", "bench", "demo"]
     assert all(0 < p.timeout_s <= 300 for p in parts)
     assert sum(p.timeout_s for p in parts) <= gpu_check.TOTAL_BUDGET_S <= 600 - 20
-    assert all(p.requires == ("setup",) for p in parts[1:])
+    assert all(p.requires == () for p in parts)  # a failing part leaves the others running
     # the bench part is the command docs/performance.md gives for the GPU
     docs = (REPO / "docs" / "performance.md").read_text()
     bench = parts[2].command
@@ -204,7 +205,7 @@ def test_main_with_a_gpu_runs_the_parts_and_exits_1_on_a_failure(tmp_path, monke
     monkeypatch.setattr(gpu_check, "nvidia_smi_facts", lambda: {})
     monkeypatch.setattr(gpu_check, "probe", lambda python, timeout_s: {})
     monkeypatch.setattr(
-        gpu_check, "plan", lambda python, out: [python_part("setup", "raise SystemExit(2)")]
+        gpu_check, "plan", lambda python, out, wheels: [python_part("setup", "raise SystemExit(2)")]
     )
     out = tmp_path / "r"
     assert gpu_check.main(["--out", str(out)]) == 1
@@ -258,3 +259,152 @@ def test_time_a_part_leaves_unused_passes_on_to_the_next(tmp_path, monkeypatch):
     monkeypatch.undo()
     result = gpu_check.run_part(python_part("bench", "print(1)", timeout_s=1), tmp_path, set(), 2.5)
     assert result.status == "passed" and result.timeout_s == 3
+
+
+# ---- offline: the wheel folder ----------------------------------------------------------------
+
+
+NETWORK_GUARD = """
+import os, socket
+_connect = socket.socket.connect
+def _refuse(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        with open(os.environ["NETWORK_LOG"], "a") as log:
+            log.write(repr(address) + "\\n")
+        raise OSError("network call refused by the test")
+    return _connect(self, address, *args)
+socket.socket.connect = _refuse
+"""
+
+
+def test_make_gpu_check_with_an_empty_wheel_folder_says_what_is_missing_offline(tmp_path):
+    """On CPU with WHEELS=<empty folder> and an interpreter that has nothing installed (a bare
+    venv): the plan (setup installing from the folder, offline), then one line naming what
+    neither the interpreter nor the folder has; no process opens a network connection."""
+    if gpu_check.gpu_names():
+        pytest.skip("this machine has a GPU: make gpu-check would run for real")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
+    log = tmp_path / "network.log"
+    env = {**os.environ, "PYTHONPATH": str(guard), "NETWORK_LOG": str(log)}
+    result = subprocess.run(
+        [
+            "make", "--no-print-directory", "gpu-check", f"WHEELS={wheels}",
+            f"GPU_CHECK_ARGS=--out {tmp_path / 'report'} --python {bare / 'bin' / 'python'}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dry run, nothing is run" in result.stdout
+    assert f"--install-missing --wheels {wheels}" in result.stdout
+    assert f"from {wheels}, offline" in result.stdout
+    missing = [line for line in result.stdout.splitlines() if line.startswith("gpu-check: missing")]
+    assert len(missing) == 1, result.stdout
+    line = missing[0]
+    assert line.startswith(f"gpu-check: missing (not installed, not in {wheels}): torch (a CUDA")
+    for name in ("bitsandbytes", "datasets", "pydantic", "rouge-score", "cydifflib", "pytest"):
+        assert name in line
+    assert "make wheelhouse" in line
+    assert not log.exists(), log.read_text()  # no network call from any Python process
+    assert not (tmp_path / "report").exists()
+
+
+def test_the_guard_would_have_seen_a_network_call(tmp_path):
+    """The guard used above records and refuses a connection (so its silence means none)."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
+    log = tmp_path / "network.log"
+    env = {**os.environ, "PYTHONPATH": str(guard), "NETWORK_LOG": str(log)}
+    code = "import socket\ntry:\n socket.create_connection(('192.0.2.1', 80), 1)\nexcept OSError:\n pass"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    assert "192.0.2.1" in log.read_text()
+
+
+def test_the_folder_holds_what_the_project_needs_beyond_a_cuda_pytorch_image():
+    needed = {gpu_check.requirement_name(s) for s in gpu_check.needed_beyond_image()}
+    assert needed == {"bitsandbytes", "datasets", "pydantic", "rouge-score", "cydifflib", "pytest"}
+
+
+def test_the_closure_stops_at_the_image_and_follows_markers():
+    report = {
+        "install": [
+            {"metadata": {"name": "Datasets", "version": "5.0", "requires_dist": [
+                "dill<0.5", "pandas", "tomli; python_version < '3.11'",
+                "pytest; extra == 'tests'"]}},
+            {"metadata": {"name": "dill", "version": "0.4.1", "requires_dist": []}},
+            {"metadata": {"name": "pandas", "version": "2.3", "requires_dist": ["pytz"]}},
+            {"metadata": {"name": "pytz", "version": "2025.1"}},
+            {"metadata": {"name": "tomli", "version": "2.0"}},
+            {"metadata": {"name": "pytest", "version": "9.0"}},
+        ]
+    }  # fmt: skip
+    env311 = gpu_check.marker_environment("3.11", "manylinux_2_28_x86_64")
+    closure = gpu_check.closure_beyond_image(report, ["datasets>=4"], env311)
+    assert closure == {"datasets": "5.0", "dill": "0.4.1"}  # pandas (image) not descended
+    env310 = gpu_check.marker_environment("3.10", "manylinux_2_28_x86_64")
+    closure = gpu_check.closure_beyond_image(report, ["datasets>=4"], env310)
+    assert closure == {"datasets": "5.0", "dill": "0.4.1", "tomli": "2.0"}
+
+
+def test_a_manylinux_tag_takes_every_older_one():
+    tags = gpu_check.expand_platform("manylinux_2_28_x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64" and "manylinux_2_24_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags and "manylinux_2_29_x86_64" not in tags
+    assert gpu_check.expand_platform("macosx_11_0_arm64") == ["macosx_11_0_arm64"]
+
+
+def test_offline_setup_installs_from_the_folder_with_no_index(tmp_path, monkeypatch, capsys):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in ("bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl",
+                 "rouge_score-0.1.2-py3-none-any.whl"):  # fmt: skip
+        (wheels / name).write_bytes(b"")
+    installed = {"datasets": "5.2", "pydantic": "2.14", "cydifflib": "1.2", "pytest": "9.2"}
+    found = {"torch": "2.6.0", "torch_cuda": "12.4", "distributions": installed}
+    monkeypatch.setattr(gpu_check, "probe", lambda python, timeout_s=120, distributions=(): found)
+    ran = []
+
+    def fake_run(command, **kwargs):
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    assert gpu_check.install_offline("/py", wheels) == 0
+    assert ran[0][:6] == ["/py", "-m", "pip", "install", "--no-index", "--no-build-isolation"]
+    assert ran[0][6:8] == ["--find-links", str(wheels)]
+    assert {gpu_check.requirement_name(spec) for spec in ran[0][8:]} == {
+        "bitsandbytes", "rouge-score"
+    }  # fmt: skip
+    assert ran[1][-3:] == ["--no-deps", "-e", str(REPO)]  # advfusion itself, deps checked
+
+    # a folder that lacks one: one line naming it, nothing installed
+    (wheels / "rouge_score-0.1.2-py3-none-any.whl").unlink()
+    ran.clear()
+    assert gpu_check.install_offline("/py", wheels) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "missing" in line]
+    assert lines[-1].endswith(
+        "rouge-score; run `make wheelhouse WHEELS=DIR PY_VERSION=X.Y` where there is network "
+        "and copy DIR"
+    )
+    assert ran == []
+
+
+def test_every_part_runs_with_the_hub_offline(tmp_path):
+    code = "import os; print(os.environ['HF_HUB_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'])"
+    result = gpu_check.run_part(python_part("env", code), tmp_path, set())
+    assert result.status == "passed" and result.log_tail == ["1 1"]
+
+
+def test_only_pytest_is_taken_from_the_dev_extra(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = ["torch>=2.4", "datasets>=4"]\n'
+        '[project.optional-dependencies]\ndev = ["pytest>=8", "ruff==0.1", "submitit>=1.5"]\n'
+    )
+    assert gpu_check.project_requirements(pyproject) == ["torch>=2.4", "datasets>=4", "pytest>=8"]

@@ -2,7 +2,8 @@
 (`record_property`: they land in `make gpu-check`'s report).
 
 - fusion forward/backward under CUDA bf16 autocast against the fp32 CPU result of the same
-  weights (tolerances: tests/gpu_reference.py);
+  weights (tolerances: tests/gpu_reference.py), and a 5% mis-scaling of one adapter's output
+  or of W_V failing that comparison;
 - greedy generation with a fusion on CUDA: KV cache against no cache, batched against one at a
   time, and against fp32 CPU;
 - paged AdamW 32-bit state through save/load continuing bit for bit;
@@ -21,6 +22,8 @@ from gpu_reference import (
     assert_same_greedy,
     compare_fusion_runs,
     make_fusion_folders,
+    mis_scale_adapter,
+    mis_scale_value,
     run_fusion,
 )
 
@@ -44,6 +47,22 @@ def test_fusion_under_cuda_bf16_autocast_matches_fp32_cpu(
     errors = compare_fusion_runs(candidate, reference)
     for name, value in errors.items():
         record_property(f"{name}_rel_err", f"{value:.3g}")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [(mis_scale_adapter("java", 1.05), "adapter java at"), (mis_scale_value(1.05), "W_V term at")],
+    ids=["java-adapter-x1.05", "W_V-x1.05"],
+)
+def test_a_5_percent_mis_scaling_fails_the_cuda_comparison(model_dir, tmp_path, tamper, named):
+    """A defect of the size the logits alone let through (about 1.1e-2 < FORWARD_TOL) fails
+    on CUDA as on CPU (tests/test_gpu_reference.py): each adapter's output and each W_V term
+    are compared too."""
+    make_fusion_folders(model_dir, tmp_path, "adapterfusion")
+    reference = run_fusion(model_dir, tmp_path, "adapterfusion", "cpu", bf16=False)
+    broken = run_fusion(model_dir, tmp_path, "adapterfusion", "cuda", bf16=True, tamper=tamper)
+    with pytest.raises(AssertionError, match=named):
+        compare_fusion_runs(broken, reference)
 
 
 # ---- generation -------------------------------------------------------------------------------
@@ -165,7 +184,7 @@ def test_paged_adamw_state_carried_or_checkpointed_continues_bit_for_bit(
     `torch.load(map_location="cpu", weights_only=True)`. The (512, 256) weight is paged
     (bitsandbytes pages tensors of 1e5 elements and more), the bias is not."""
     from advfusion_cli.workflows import checkpoint as ckpt
-    from advfusion_cli.workflows.optim import build_optimizer
+    from advfusion_cli.workflows.optim import build_optimizer, repage_state
 
     torch.manual_seed(0)
     start = [torch.randn(512, 256), torch.randn(256)]
@@ -193,16 +212,17 @@ def test_paged_adamw_state_carried_or_checkpointed_continues_bit_for_bit(
         state = ckpt.read_state(tmp_path)["optimizer"]
     at_boundary = [p.detach().cpu() for p in params]
     resumed, fresh = make(at_boundary)
-    fresh.load_state_dict(state)  # what the trainer does with either
+    fresh.load_state_dict(state)  # what the trainer does with either ...
+    repage_state(fresh)  # ... then its moments go back into paged buffers
     for grad in grads[3:]:
         step(params, optimizer, grad)
         step(resumed, fresh, grad)
     for p, q in zip(params, resumed, strict=True):
         assert torch.equal(p, q)  # elementwise kernels: deterministic, bit for bit
     assert {float(s["step"]) for s in fresh.state.values()} == {6.0}
-    # bitsandbytes' load_state_dict moves the moments to the parameter's device as ordinary
-    # tensors: after a load they may no longer be paged (they then count as GPU memory)
-    record_property("paged_after_load", is_paged(fresh, resumed[0]))
+    # bitsandbytes' load_state_dict leaves ordinary tensors that its first step moves to the
+    # device (GPU memory); repage_state kept the large moment paged
+    assert is_paged(fresh, resumed[0]) and not is_paged(fresh, resumed[1])
 
 
 # ---- peak memory at a 1B-class shape ----------------------------------------------------------

@@ -1,6 +1,7 @@
 """The GPU tier's reference comparisons, run on CPU: a bf16-autocast fusion forward/backward
 (the GPU tier's candidate, here on CPU) agrees with the fp32 reference within the stated bf16
-tolerances, a real defect does not, and greedy decodings are compared as documented."""
+tolerances, a real defect does not (a forgotten mask; one adapter's output or W_V mis-scaled
+by 5%, which the logits alone let through), and greedy decodings are compared as documented."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from gpu_reference import (
     GRADIENT_TOL,
     assert_close_to_reference,
     assert_same_greedy,
+    compare_forward_internals,
     compare_fusion_runs,
     first_divergence,
     make_fusion_folders,
+    mis_scale_adapter,
+    mis_scale_value,
     relative_error,
     run_fusion,
 )
@@ -35,7 +39,29 @@ def test_bf16_autocast_fusion_matches_the_fp32_reference_within_tolerance(masked
     candidate = run_fusion(model, saved, "advfusion-masked", "cpu", bf16=True)
     errors = compare_fusion_runs(candidate, reference)
     assert 0 < errors["logits"] < FORWARD_TOL / 2  # bf16 did round, well inside the bound
+    assert 0 < errors["worst_internal"] < FORWARD_TOL / 2
     assert 0 < errors["worst_gradient"] < GRADIENT_TOL
+
+
+MIS_SCALINGS = {
+    "java-adapter-x1.05": (mis_scale_adapter("java", 1.05), "adapter java at"),
+    "python-adapter-x0.95": (mis_scale_adapter("python", 0.95), "adapter python at"),
+    "W_V-x1.05": (mis_scale_value(1.05), "W_V term at"),
+}
+
+
+@pytest.mark.parametrize("defect", list(MIS_SCALINGS))
+def test_a_5_percent_mis_scaling_fails_the_forward_comparison(masked_fusion, defect):
+    """The audit's case: 5% on one adapter's output (a slot phase 1 uses) or on W_V moves the
+    logits by less than FORWARD_TOL; the comparison where the fusion computes catches it."""
+    model, saved, reference = masked_fusion
+    tamper, named = MIS_SCALINGS[defect]
+    broken = run_fusion(model, saved, "advfusion-masked", "cpu", bf16=True, tamper=tamper)
+    assert relative_error(broken.logits, reference.logits) < FORWARD_TOL  # the weak witness
+    with pytest.raises(AssertionError, match=rf"{named} layers\.\d\.\w+: relative error"):
+        compare_forward_internals(broken, reference)
+    with pytest.raises(AssertionError, match="relative error"):
+        compare_fusion_runs(broken, reference)
 
 
 def test_a_fusion_that_forgets_the_mask_fails_the_comparison(masked_fusion):

@@ -157,6 +157,30 @@ def test_fsdp_export_reloads_on_one_process_with_the_trained_logits(parity_runs,
     assert all(not t.is_meta and t.numel() for t in weights.values())
 
 
+def test_fsdp_resume_loads_each_process_its_own_slice_of_the_checkpoint(parity_runs):
+    """Ctrl-C on one process after step 2, the same run again: it resumes from the step-2
+    checkpoint (weights and Adam moments put back into the shards) and ends bit-identical to
+    the uninterrupted FSDP run."""
+    resumed = load_file(str(parity_runs / "fsdp-adapterfusion-resumed.safetensors"))
+    uninterrupted = load_file(str(parity_runs / "fsdp-adapterfusion.safetensors"))
+    difference = max_difference(resumed, uninterrupted)
+    assert difference == 0, difference
+    run = parity_runs / "resume"
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps if "loss" in m] == [1, 2, 3, 4]
+
+
+def test_fsdp_keep_best_reloads_the_best_weights_into_every_shard(parity_runs):
+    """Evaluations that get worse after step 2: the run ends on its step-2 weights, whole on
+    both processes (each shard reloaded, not left as trained nor copied from process 0)."""
+    best = load_file(str(parity_runs / "fsdp-adapterfusion-best.safetensors"))
+    at_step_2 = load_file(str(parity_runs / "fsdp-adapterfusion-step2.safetensors"))
+    trained_on = load_file(str(parity_runs / "fsdp-adapterfusion.safetensors"))  # step 4
+    difference = max_difference(best, at_step_2)
+    assert difference == 0, difference
+    assert max_difference(at_step_2, trained_on) > 1e-4  # steps 3 and 4 moved the weights
+
+
 def test_fsdp_with_gradient_checkpointing_equals_single_process(parity_runs, single):
     checkpointed = load_file(str(parity_runs / "fsdp-adapterfusion-checkpointing.safetensors"))
     assert max_difference(checkpointed, single("adapterfusion")) < TOLERANCE
@@ -225,3 +249,13 @@ def test_auto_follows_an_fsdp_launcher_and_bf16_autocast_trains(cli_world, tmp_p
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics if "loss" in m)
     assert load_file(str(run / "final" / "fusion.safetensors"))
+
+
+def test_no_process_holds_more_than_one_whole_fusion_unit(parity_runs):
+    """Over the whole `adv-fuse` under FSDP (setup, training, evaluations, checkpoints,
+    export): outside backward passes at most one unit is gathered at a time, and the only
+    FusionLayers ever holding whole parameters are the replayed initial values, one at a
+    time (the live layers are built on the meta device and materialised as shards)."""
+    for rank in (0, 1):
+        report = json.loads((parity_runs / f"cli-units-rank{rank}.json").read_text())
+        assert report == {"most_gathered": 1, "most_whole_layers": 1}

@@ -1,13 +1,16 @@
-"""Per-process fusion-state memory under DDP and FSDP, measured side by side on 2 processes.
+"""Per-process fusion memory under DDP and FSDP over a run's stages, measured side by side.
 
-    python -m advfusion_cli.bench.sharded_fusion [--hidden 1024 --layers 4 --processes 2]
+    python -m advfusion_cli.bench.sharded_fusion [--hidden 2048 --layers 4 --processes 2]
 
 starts `torchrun` twice (DDP, then FSDP) on a random llama of the given shape with three
-random task adapters fused (AdapterFusion, full rank). Each process trains a few AdamW steps
-and reports its exact local fusion-state elements (weights, gradients, two moments) and its
-resident memory: VmRSS before the fusion is prepared and VmHWM (the peak) after training.
-Prints one table with the FSDP/DDP ratios. CPU (gloo) without CUDA, one GPU per process
-with it. The base is random and replicated in both modes, so only the fusion state differs.
+random task adapters fused (AdapterFusion, full rank), built as the workflows build it (on
+the meta device under FSDP). Each process measures its resident memory with the base and
+adapters loaded ("before", no fusion yet), then the peak RSS of each stage: setup (fusion
+built and prepared), training steps, evaluation (forwards), a checkpoint (whole weights and
+moments gathered to the main process) and the export. The fusion's share of a stage is its
+peak minus "before" (the peak is reset between stages through /proc/self/clear_refs). Prints
+one table with the FSDP/DDP ratios, and the exact local fusion-state element counts. CPU
+(gloo) without CUDA, one GPU per process with it (RSS then misses GPU memory).
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 MIB = 1024**2
 RESULT = "RESULT "
 MODULE = "advfusion_cli.bench.sharded_fusion"  # run again under torchrun
+STAGES = ("setup", "steps", "eval", "checkpoint", "export")
+DEVICE_STAGES = ("setup", "steps", "eval")  # on a GPU: device memory; the rest gathers to host
 
 
 def _proc_kib(field: str) -> int:
@@ -32,11 +39,16 @@ def _proc_kib(field: str) -> int:
     return 0
 
 
-def _fused_model(hidden: int, layers: int, device):
+def _reset_peak() -> None:
+    """VmHWM back to the current RSS (Linux: 5 > /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _base_with_adapters(hidden: int, layers: int, device):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from advfusion_cli.engine import AdapterConfig, FusionConfig, attach_host
+    from advfusion_cli.engine import AdapterConfig, attach_host
 
     torch.manual_seed(0)
     config = AutoConfig.for_model(
@@ -52,8 +64,6 @@ def _fused_model(hidden: int, layers: int, device):
     host = attach_host(model)
     for name in ("a", "b", "c"):
         host.add_adapter(name, AdapterConfig.task_adapter(reduction_factor=16))
-    host.fuse(["a", "b", "c"], FusionConfig())
-    host.freeze_for_fusion_training()
     return model, host
 
 
@@ -62,17 +72,33 @@ def measure(kind: str, hidden: int, layers: int, steps: int) -> None:
     import torch
     import torch.distributed as dist
     from accelerate import Accelerator
+    from safetensors.torch import save_file
 
+    from advfusion_cli.engine import FusionConfig
     from advfusion_cli.workflows import sharding
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    model, host = _fused_model(hidden, layers, accelerator.device)
+    model, host = _base_with_adapters(hidden, layers, accelerator.device)
     gc.collect()
     before_kib = _proc_kib("VmRSS")
+    peaks: dict[str, float] = {}
+
+    def stage_done(name: str) -> None:
+        gc.collect()
+        dist.barrier()
+        peaks[name] = (_proc_kib("VmHWM") - before_kib) / 1024
+        _reset_peak()
+
+    _reset_peak()
+    host.fuse(["a", "b", "c"], FusionConfig(), on_meta=kind == sharding.FSDP)
+    host.freeze_for_fusion_training()
     layout = sharding.for_run(kind, model)
     prepared = layout.prepare(accelerator, model)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}  # sharded ones
+    params = list(named.values())
     optimizer = torch.optim.AdamW(params, lr=1e-3)
+    stage_done("setup")
+
     ids = torch.randint(0, 256, (2, 64), device=accelerator.device)
     grads_local = 0
     for _ in range(steps):
@@ -85,6 +111,30 @@ def measure(kind: str, hidden: int, layers: int, steps: int) -> None:
         grads_local = sum(_local(p.grad).numel() for p in params if p.grad is not None)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    stage_done("steps")
+
+    with torch.no_grad():  # every process as many forwards (FSDP gathers unit by unit)
+        prepared.eval()
+        for _ in range(3):
+            prepared(input_ids=ids)
+        prepared.train()
+    stage_done("eval")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = layout.full_weights(named)  # every process joins; whole on the main one
+        state = layout.full_optimizer(optimizer).state_dict()
+        if accelerator.is_main_process:
+            save_file({k: v.detach().contiguous() for k, v in weights.items()}, f"{scratch}/w")
+            torch.save(state, f"{scratch}/state.pt")
+        del weights, state
+        stage_done("checkpoint")
+        trainable = SimpleNamespace(host=host, export=host.save_fusion)
+        export = layout.exporter(trainable)  # every process joins under FSDP
+        if accelerator.is_main_process:
+            export(Path(scratch) / "export")
+        del export
+        stage_done("export")
+
     moments = sum(
         _local(v).numel()
         for state in optimizer.state.values()
@@ -98,8 +148,7 @@ def measure(kind: str, hidden: int, layers: int, steps: int) -> None:
         "local_grads": grads_local,
         "local_moments": moments,
         "rss_before_mib": before_kib / 1024,
-        "rss_after_mib": _proc_kib("VmRSS") / 1024,  # the state alive, between steps
-        "peak_rss_mib": _proc_kib("VmHWM") / 1024,
+        "stage_peaks_mib": peaks,  # each stage's peak RSS minus "before"
     }
     everyone = [None] * accelerator.num_processes
     dist.all_gather_object(everyone, mine)
@@ -127,37 +176,45 @@ def launch(kind: str, args) -> dict:
     return json.loads(lines[-1][len(RESULT) :])
 
 
+def fusion_share(process: dict, stages=STAGES) -> float:
+    """The largest stage peak over "before" among `stages`: the fusion's share of the peak."""
+    return max(process["stage_peaks_mib"][stage] for stage in stages)
+
+
 def report(results: list[dict], hidden: int, layers: int) -> str:
+    header = " | ".join(f"{stage} MiB" for stage in STAGES)
     rows = [
         f"fusion over 3 adapters, hidden {hidden}, {layers} layers, "
-        f"{results[0]['processes'][0]['total_params']:,} trainable parameters",
-        "| mode | rank | local params | local grads | local moments | state MiB (16 B/param) "
-        "| RSS before MiB | RSS after MiB | after - before MiB | peak - before MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"{results[0]['processes'][0]['total_params']:,} trainable parameters; peak RSS of "
+        "each stage minus the RSS with the base and adapters loaded (no fusion yet)",
+        f"| mode | rank | local params | local moments | before MiB | {header} |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(STAGES),
     ]
-    held_by, peak_by = {}, {}
     for result in results:
         for p in result["processes"]:
-            state = 4 * (p["local_params"] + p["local_grads"] + p["local_moments"]) / MIB
-            held = p["rss_after_mib"] - p["rss_before_mib"]
-            delta = p["peak_rss_mib"] - p["rss_before_mib"]
-            held_by.setdefault(result["kind"], []).append(held)
-            peak_by.setdefault(result["kind"], []).append(delta)
+            cells = " | ".join(f"{p['stage_peaks_mib'][stage]:.1f}" for stage in STAGES)
             rows.append(
-                f"| {result['kind']} | {p['rank']} | {p['local_params']:,} | {p['local_grads']:,} "
-                f"| {p['local_moments']:,} | {state:.1f} | {p['rss_before_mib']:.1f} "
-                f"| {p['rss_after_mib']:.1f} | {held:.1f} | {delta:.1f} |"
+                f"| {result['kind']} | {p['rank']} | {p['local_params']:,} "
+                f"| {p['local_moments']:,} | {p['rss_before_mib']:.1f} | {cells} |"
             )
-    if {"ddp", "fsdp"} <= set(held_by):
-        for label, by in (("held between steps", held_by), ("peak", peak_by)):
-            ratio = max(by["fsdp"]) / max(max(by["ddp"]), 1e-9)
-            rows.append(f"fsdp/ddp, largest per-process growth over 'before', {label}: {ratio:.2f}")
+    by_kind = {result["kind"]: result["processes"] for result in results}
+    if {"ddp", "fsdp"} <= set(by_kind):
+        for label, stages in (
+            ("setup, steps, evaluation (device memory on a GPU)", DEVICE_STAGES),
+            ("every stage, checkpoint and export included", STAGES),
+        ):
+            fsdp = max(fusion_share(p, stages) for p in by_kind["fsdp"])
+            ddp = max(fusion_share(p, stages) for p in by_kind["ddp"])
+            rows.append(
+                f"fsdp/ddp fusion share of the peak, largest process, {label}: "
+                f"{fsdp:.1f} / {ddp:.1f} MiB = {fsdp / max(ddp, 1e-9):.2f}"
+            )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)

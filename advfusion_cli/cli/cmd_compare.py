@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,14 +48,41 @@ def compare_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate on this many items (seeded).")
     ] = None,
-    n: e.NOpt = 1,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="Candidates per item (pass@k needs n >= k; MultiPL-E: 20)."),
+    ] = None,
     temperature: e.TemperatureOpt = None,
-    top_p: e.TopPOpt = 1.0,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", help="Nucleus sampling mass (MultiPL-E: 0.95).")
+    ] = None,
     top_k: e.TopKOpt = 0,
     batch_size: e.BatchSizeOpt = 8,
     max_new_tokens: e.MaxNewTokensOpt = 512,
     execute: e.ExecuteOpt = True,
     workers: e.WorkersOpt = None,
+    benchmark: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark",
+            help="Evaluate every run on a public benchmark instead of the task's test split: "
+            "multipl-e (language: --lang, default the target).",
+        ),
+    ] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="--benchmark: the MultiPL-E language.")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="--benchmark: humaneval or mbpp.")
+    ] = "humaneval",
+    benchmark_data: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark-data",
+            help="--benchmark: a MultiPL-E folder/JSONL or hub:nuprl/MultiPL-E[@rev] (default "
+            "the hub at the pinned revision); --data stays the training data.",
+        ),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option("--metrics", help="Metrics shown in the table (all are in results.*)."),
@@ -91,6 +119,30 @@ def compare_command(
     workdir: c.WorkdirOpt = None,
     no_cache: c.NoCacheOpt = False,
     report_to: c.ReportToOpt = None,
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            "--launcher",
+            help="Run each stage as its own job: local (subprocesses here, up to "
+            "--max-parallel) or slurm (submitted with dependencies; needs pip install "
+            "'advfusion\\[cluster]'). Default: every stage in this process.",
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int, typer.Option("--max-parallel", help="--launcher local: stages at once.")
+    ] = 1,
+    resources: Annotated[
+        Path | None,
+        typer.Option(
+            "--resources",
+            help="YAML of each stage kind's resources for --launcher slurm (gpus, cpus, mem, "
+            "time, partition, account, signal, sbatch, setup; see docs/workflows.md).",
+        ),
+    ] = None,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Show this comparison's jobs (--launcher) and their states."),
+    ] = False,
 ) -> None:
     """Train whatever is missing (reusing finished runs), evaluate every method on the same test items, and print one table with noise verdicts; writes results.json/.csv/.md and PNG plots."""
     from advfusion_cli.compare.cli import run_compare
@@ -98,13 +150,14 @@ def compare_command(
 
     if spec is not None:
         check_spec_file(spec)
-    run_compare(
+    options = dict(
         methods=methods,
         langs=langs,
         seeds=seeds,
         vary=vary,
         split=split,
         limit=limit,
+        benchmark=dict(benchmark=benchmark, lang=lang, dataset=dataset, data=benchmark_data),
         decoding=dict(
             n=n,
             temperature=temperature,
@@ -119,12 +172,32 @@ def compare_command(
         resamples=resamples,
         out=None if out is None else folder_option(out, "--out"),
         force=force,
-        dry_run=dry_run,
         flags=c.common_flags(model, data, task, quantization, workdir, None)
         | {"data.target": target}
         | c.cache_flags(no_cache),
         spec_path=spec,
         sets=set_,
         preset=preset,
-        report_to=report_to,
     )
+    lists = any("," in (value or "") for value in (model, task, target))
+    if launcher is not None or status or lists:
+        from advfusion_cli.grid.cli import compare_grid
+
+        compare_grid(
+            options,
+            model=model,
+            task=task,
+            target=target,
+            launcher=launcher,
+            max_parallel=max_parallel,
+            resources_path=resources,
+            status=status,
+            dry_run=dry_run,
+            report_to=report_to,
+        )
+        return
+    if resources is not None:
+        from advfusion_cli.errors import UserError
+
+        raise UserError("--resources applies to --launcher local|slurm; add --launcher.")
+    run_compare(dry_run=dry_run, report_to=report_to, **options)

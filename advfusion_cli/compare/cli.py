@@ -49,6 +49,7 @@ def build_request(
     sets: list[str] | None,
     preset: str | None,
     title: str | None = None,
+    benchmark: dict | None = None,
 ) -> CompareRequest:
     from advfusion_cli.errors import UserError
     from advfusion_cli.evaluate.workflow import EvalRequest
@@ -63,12 +64,32 @@ def build_request(
     table_metrics = None
     if metrics:
         table_metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    inputs = SpecInputs.from_cli(spec_path, preset, sets, flags)
+    benchmark_request = _benchmark_request(
+        benchmark or {}, decoding, limit, execute, workers, force, flags.get("data.target")
+    )
+    if benchmark_request is None:
+        decoding = {
+            **decoding,
+            "n": 1 if decoding.get("n") is None else decoding["n"],
+            "top_p": 1.0 if decoding.get("top_p") is None else decoding["top_p"],
+        }
+    else:  # the one decoding of this comparison: the benchmark's
+        chosen = benchmark_request.decoding
+        decoding = {
+            **decoding,
+            "n": chosen.n,
+            "temperature": chosen.temperature,
+            "top_p": chosen.top_p,
+            "max_new_tokens": chosen.max_new_tokens,
+        }
     return CompareRequest(
+        benchmark=benchmark_request,
         methods=tuple(parse_methods(methods)),
         seeds=tuple(parse_seeds(seeds)) if seeds else None,
         vary=parse_vary(vary),
         languages=langs,
-        inputs=SpecInputs.from_cli(spec_path, preset, sets, flags),
+        inputs=inputs,
         evaluation=EvalRequest(
             split=split,
             limit=limit,
@@ -81,6 +102,41 @@ def build_request(
         out=out,
         n_resamples=resamples,
         title=title,
+    )
+
+
+def _benchmark_request(benchmark: dict, decoding, limit, execute, workers, force, target):
+    """--benchmark multipl-e's request (the protocol's decoding unless given), or None."""
+    from advfusion_cli.errors import UserError
+
+    name = benchmark.get("benchmark")
+    if name is None:
+        given = [
+            flag
+            for key, flag in (("lang", "--lang"), ("data", "--benchmark-data"))
+            if benchmark.get(key) is not None
+        ]
+        if given:
+            raise UserError(f"{', '.join(given)} needs --benchmark multipl-e.")
+        return None
+    from advfusion_cli.evaluate.benchmark_cli import BENCHMARKS
+    from advfusion_cli.evaluate.multiple import BenchmarkRequest, protocol_decoding
+    from advfusion_cli.sandbox.multiple_languages import resolve_multiple_language
+
+    if name.strip().lower() not in BENCHMARKS:
+        raise UserError(f"--benchmark must be one of {', '.join(BENCHMARKS)}, got '{name}'.")
+    language = benchmark.get("lang") or target
+    if language is None:
+        raise UserError("--benchmark multipl-e needs --lang (or --target) to name the language.")
+    return BenchmarkRequest(
+        language=resolve_multiple_language(language).ext,
+        dataset=benchmark.get("dataset") or "humaneval",
+        data=benchmark.get("data"),
+        limit=limit,
+        decoding=protocol_decoding(decoding),
+        execute=execute,
+        workers=workers,
+        force=force,
     )
 
 

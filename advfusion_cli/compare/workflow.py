@@ -67,6 +67,12 @@ class CompareRequest:
     out: Path | None = None
     n_resamples: int = DEFAULT_RESAMPLES
     title: str | None = None
+    # --benchmark multipl-e: every run is evaluated on the benchmark instead of the task's
+    # test split (an evaluate.multiple.BenchmarkRequest).
+    benchmark: object | None = None
+
+
+BENCHMARK_TABLE_METRICS = ("pass@1", "pass@10", "pass@100")
 
 
 @dataclass
@@ -113,12 +119,16 @@ def compare_folder(request: CompareRequest, spec, seeds: list[int]) -> Path:
         "vary": [request.vary.key, list(request.vary.values)] if request.vary else None,
         "languages": request.languages,
         "evaluation": request.evaluation.leaf(),
+        **({"benchmark": repr(request.benchmark)} if request.benchmark is not None else {}),
         "spec": str(request.inputs.spec_path) if request.inputs.spec_path else None,
         "sets": list(request.inputs.sets),
         "model": spec.model.name_or_path,
         "data": spec.data.source,
     }
-    name = f"{spec.data.task}-{spec.data.target}-{identity_hash(identity)}"
+    prefix = f"{spec.data.task}-{spec.data.target}"
+    if request.benchmark is not None:
+        prefix = f"multipl-e-{request.benchmark.dataset}-{request.benchmark.language}"
+    name = f"{prefix}-{identity_hash(identity)}"
     return Workdir(spec.output.workdir).root / "compare" / name
 
 
@@ -167,6 +177,21 @@ def check_table_metrics(request: CompareRequest, task: str, custom=None) -> None
             )
 
 
+def _check_benchmark(request: CompareRequest) -> None:
+    """--benchmark: the language's toolchain is here and --metrics names its pass@k."""
+    from advfusion_cli.errors import unknown_name_error
+    from advfusion_cli.evaluate.multiple import check_executable
+    from advfusion_cli.sandbox.multiple_languages import resolve_multiple_language
+
+    benchmark = request.benchmark
+    if benchmark.execute:
+        check_executable(resolve_multiple_language(benchmark.language))
+    known = [m for m in BENCHMARK_TABLE_METRICS if int(m.split("@")[1]) <= benchmark.decoding.n]
+    for name in request.table_metrics or ():
+        if name not in known:
+            raise unknown_name_error(f"MultiPL-E metric (n={benchmark.decoding.n})", name, known)
+
+
 def check_outputs(request: CompareRequest, base, folder: Path) -> None:
     """The workdir and the results folder must be writable, before anything is trained."""
     from advfusion_cli.evaluate.paths import check_output_folder, check_workdir
@@ -199,17 +224,14 @@ def check_same_items(request: CompareRequest, jobs: list[Job], specs: list) -> N
         )
 
 
-def compare(request: CompareRequest, progress=None) -> CompareResult:
-    """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
-    from advfusion_cli.compare.progress import PipelineProgress
-    from advfusion_cli.evaluate.execution import ExecutionCache
-
-    # bitsandbytes announces optional CPU kernels it could not find when peft imports it:
-    # harmless, and a log line would tear the one live display.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    started = time.perf_counter()
+def prepare(request: CompareRequest):
+    """(reference spec, seeds, jobs, their specs, results folder), every input checked before
+    anything is trained; the in-process comparison and a grid's job graph both start here."""
     base = reference_spec(request)
-    check_table_metrics(request, base.data.task, base.data.custom)
+    if request.benchmark is None:
+        check_table_metrics(request, base.data.task, base.data.custom)
+    else:
+        _check_benchmark(request)  # toolchain and metrics, before anything is trained
     target = base.data.target
     seeds = list(request.seeds) if request.seeds else [base.training.seed]
     jobs = plan_jobs(request, seeds)
@@ -219,6 +241,20 @@ def compare(request: CompareRequest, progress=None) -> CompareResult:
     folder = compare_folder(request, base, seeds)
     check_outputs(request, base, folder)
     check_same_items(request, jobs, specs)
+    return base, seeds, jobs, specs, folder
+
+
+def compare(request: CompareRequest, progress=None) -> CompareResult:
+    """Run the whole comparison; `progress` is a PipelineProgress (one display)."""
+    from advfusion_cli.compare.progress import PipelineProgress
+    from advfusion_cli.evaluate.execution import ExecutionCache
+
+    # bitsandbytes announces optional CPU kernels it could not find when peft imports it:
+    # harmless, and a log line would tear the one live display.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    started = time.perf_counter()
+    base, seeds, jobs, specs, folder = prepare(request)
+    target = base.data.target
     stages = sum(1 if job.is_base else 2 for job in jobs) + 1
     owns_progress = progress is None
     if progress is None:
@@ -261,7 +297,12 @@ def _run_job(job: Job, spec, request, trainer, cache, progress):
         trained = TrainedJob(job, spec, None)
         ref = RunRef(job.method, None, spec.data.target)
     progress.stage(f"evaluate {name}")
-    evaluation = evaluate(ref, request.evaluation, spec=spec, progress=progress, cache=cache)
+    if request.benchmark is not None:
+        from advfusion_cli.evaluate.multiple import evaluate_benchmark
+
+        evaluation = evaluate_benchmark(ref, request.benchmark, spec=spec, progress=progress)
+    else:
+        evaluation = evaluate(ref, request.evaluation, spec=spec, progress=progress, cache=cache)
     progress.stage_done(f"{'reused' if evaluation.reused else 'evaluated'} {name}")
     return trained, evaluation
 
@@ -314,9 +355,12 @@ def _report(request, base, seeds, folder, trained, evaluations) -> CompareResult
     rows, attention = _rows(request, trained, evaluations)
     task = base.data.task
     present = {name for row in rows for name in row.metrics}
-    wanted = request.table_metrics or default_table_metrics(
-        base.data, request.evaluation.decoding.n
-    )
+    if request.benchmark is not None:
+        wanted = request.table_metrics or BENCHMARK_TABLE_METRICS
+    else:
+        wanted = request.table_metrics or default_table_metrics(
+            base.data, request.evaluation.decoding.n
+        )
     metrics = [m for m in wanted if m in present]
     notes = _notes(rows, trained, evaluations)
     missing = [m for m in (request.table_metrics or ()) if m not in present]
@@ -326,6 +370,12 @@ def _report(request, base, seeds, folder, trained, evaluations) -> CompareResult
         f"{task} -> {base.data.target}: {len(request.methods)} methods, "
         f"{n_items} {request.evaluation.split} items"
     )
+    if request.benchmark is not None and request.title is None:
+        benchmark = request.benchmark
+        title = (
+            f"MultiPL-E {benchmark.dataset}-{benchmark.language}: {len(request.methods)} "
+            f"methods trained on {task} -> {base.data.target}, {n_items} problems"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     images = _plots(request, base.data.target, folder, rows, metrics, attention, title)
     files = {

@@ -70,6 +70,9 @@ def _testbed_defaults(task: str) -> dict[str, Any]:
 
 def _resolve(task, source, languages, split, strict, options, revision=None):
     """(task spec, request, task options, resolved source): what a load starts from."""
+    from advfusion_cli.data.benchmark_guard import refuse_benchmark_source
+
+    refuse_benchmark_source(source)  # benchmark rows are never task (training) data
     spec = get_task(task)
     if isinstance(languages, str):
         languages = [languages]

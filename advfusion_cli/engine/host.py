@@ -99,6 +99,7 @@ class AdapterHost:
         self.adapter_dtype = _resolve_adapter_dtype(model, adapter_dtype)
         self.routing = Routing()
         self.fusion_state: FusionState | None = None
+        self.fusion_init_rng: Tensor | None = None  # torch.get_rng_state() when fuse began
         self._configs: dict[str, AdapterConfig] = {}
         self._languages: dict[str, str | None] = {}
         self._places: dict[tuple[int, str], AdapterPlace] = {}
@@ -263,8 +264,14 @@ class AdapterHost:
         self.routing.reads_residual = config.input_includes_residual
         self.routing.removed = None
 
-    def fuse(self, names: list[str], config: FusionConfig | None = None) -> None:
-        """Fresh fusion layers over adapters `names` (slot order = list order); fusion mode on."""
+    def fuse(
+        self, names: list[str], config: FusionConfig | None = None, *, on_meta: bool = False
+    ) -> None:
+        """Fresh fusion layers over adapters `names` (slot order = list order); fusion mode on.
+
+        on_meta: build the layers on the meta device (no memory, no random draws) for a
+        sharded run, which materialises each process's slice from `initial_fusion_layers`.
+        """
         self._check_attached()
         config = config or FusionConfig()
         if not isinstance(config, FusionConfig):
@@ -284,14 +291,45 @@ class AdapterHost:
                 )
         for wrapper in self._places.values():
             wrapper.fusion, wrapper.stack = None, None
+        # The random state the layers' initialisation starts from (replayed for meta layers).
+        self.fusion_init_rng = torch.get_rng_state()
         for index in range(self.num_layers):
             for place in first.places:
                 wrapper = self._places[(index, place)]
-                fusion = FusionLayer(self.hidden_size, len(names), config)
-                fusion.train(wrapper.training)  # eval mode must not step the temperature
-                wrapper.fusion = fusion.to(device=wrapper.device, dtype=self.adapter_dtype)
+                if on_meta:
+                    with torch.device("meta"):
+                        fusion = FusionLayer(self.hidden_size, len(names), config)
+                    fusion.train(wrapper.training)
+                    wrapper.fusion = fusion.to(dtype=self.adapter_dtype)
+                else:
+                    wrapper.fusion = self._new_fusion_layer(len(names), config, wrapper)
+                    wrapper.fusion.to(device=wrapper.device)
         self.fusion_state = FusionState(names=names, config=config, places=first.places)
         self.activate_fusion()
+
+    def _new_fusion_layer(
+        self, n_adapters: int, config: FusionConfig, wrapper: AdapterPlace
+    ) -> FusionLayer:
+        """One freshly initialised layer on the CPU, in the adapter dtype (draws from the
+        global RNG: W_Q, W_K ~ N(0, 0.02), W_V identity)."""
+        fusion = FusionLayer(self.hidden_size, n_adapters, config)
+        fusion.train(wrapper.training)  # eval mode must not step the temperature
+        return fusion.to(dtype=self.adapter_dtype)
+
+    def initial_fusion_layers(self) -> Iterator[tuple[FusionLayer, FusionLayer]]:
+        """(the live layer, a CPU copy with the values `fuse` would have drawn), place by
+        place in `fuse`'s order, replayed from the random state `fuse` started from: the
+        values one process gets, whatever builds the live layers. One copy at a time: drop
+        it before asking for the next. The global RNG ends where a real `fuse` leaves it."""
+        state = self._require_fusion()
+        torch.set_rng_state(self.fusion_init_rng)
+        for index in range(self.num_layers):
+            for place in state.places:
+                wrapper = self._places[(index, place)]
+                yield (
+                    wrapper.fusion,
+                    self._new_fusion_layer(len(state.names), state.config, wrapper),
+                )
 
     def activate_fusion(self) -> None:
         """Route through the existing fusion again, with stacks refreshed from the adapters."""
@@ -450,11 +488,15 @@ class AdapterHost:
             self.refresh_fusion_stacks()
         return loaded
 
-    def save_fusion(self, folder: str | os.PathLike) -> Path:
-        """Write the fusion layers to `folder` (fusion.safetensors + fusion_config.json)."""
+    def save_fusion(
+        self, folder: str | os.PathLike, tensors: dict[str, Tensor] | None = None
+    ) -> Path:
+        """Write the fusion layers to `folder` (fusion.safetensors + fusion_config.json).
+        `tensors`: whole weights gathered elsewhere (a sharded run), under the names
+        `host_io.fusion_tensors` gives; default the live layers'."""
         self._check_attached()
         self._require_fusion()
-        return host_io.save_fusion(self, Path(folder))
+        return host_io.save_fusion(self, Path(folder), tensors)
 
     def load_fusion(self, folder: str | os.PathLike, *, strict_base: bool = True) -> None:
         """Rebuild and load a saved fusion; its adapters must already be loaded."""

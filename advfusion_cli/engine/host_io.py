@@ -129,11 +129,14 @@ def load_adapter(host: AdapterHost, folder: Path, name: str | None, strict_base:
     return name
 
 
-def save_fusion(host: AdapterHost, folder: Path) -> Path:
+def save_fusion(host: AdapterHost, folder: Path, tensors: dict[str, Tensor] | None = None) -> Path:
     state = host.fusion_state
     _folder_for_write(folder)
     first = host.place(0, state.places[0]).fusion
-    write_tensors(folder / FUSION_WEIGHTS, fusion_tensors(host))
+    live = fusion_tensors(host)
+    if tensors is not None and set(tensors) != set(live):
+        raise ValueError("save_fusion: the given tensors are not this host's fusion weights")
+    write_tensors(folder / FUSION_WEIGHTS, live if tensors is None else tensors)
     write_json(
         folder / FUSION_CONFIG,
         {

@@ -362,3 +362,25 @@ def run_tests(
         first_failure=first_failure,
         compile_result=compile_result,
     )
+
+
+def run_argv(
+    spec: LanguageSpec,
+    tools: dict[str, str],
+    argv: list[str],
+    workdir: str,
+    limits: Limits,
+    *,
+    compiling: bool = False,
+    stdin: str = "",
+) -> RunResult:
+    """One isolated process running `argv` in an existing `workdir` (which the caller owns and
+    removes), with the scrubbed environment of `spec` and `limits`: for callers that lay out
+    the run folder themselves (MultiPL-E programs)."""
+    env = _environment(spec, tools, workdir, compiling=compiling)
+    return _execute(spec, argv, workdir, env, stdin, limits)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a run folder, even one whose program removed its own permissions."""
+    _remove_tree(path)

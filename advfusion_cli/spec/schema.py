@@ -287,7 +287,9 @@ class TrainingSpec(StrictModel):
         0, ge=0, le=MAX_SEED, description="Seed of initialisation, shuffling and dropout."
     )
     optimizer: Literal["auto", "adamw", "paged_adamw_32bit"] = Field(
-        "auto", description="auto = paged_adamw_32bit on CUDA, AdamW on CPU."
+        "auto",
+        description="auto = paged_adamw_32bit on CUDA, AdamW on CPU and under FSDP (fused on "
+        "CUDA); paged_adamw_32bit cannot run under FSDP.",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Autocast; auto = bf16 on CUDA with bf16 support, else fp32."
@@ -361,6 +363,12 @@ class TrainingSpec(StrictModel):
         for first, second in EXCLUSIVE_TRAINING_KEYS:
             if getattr(self, first) is not None and getattr(self, second) is not None:
                 raise key_error(second, f"set training.{first} or training.{second}, not both")
+        if self.optimizer == "paged_adamw_32bit" and self.distributed == "fsdp":
+            raise key_error(
+                "optimizer",
+                "paged_adamw_32bit (bitsandbytes) cannot step FSDP's sharded fusion: set "
+                "training.optimizer=adamw (or auto) with training.distributed=fsdp",
+            )
         return self
 
     @property

@@ -26,6 +26,7 @@ from advfusion_cli.workflows import atomic, process_group, retention, sharding, 
 from advfusion_cli.workflows.identity import IDENTITY_FILE, identity_record, revisions
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
+from advfusion_cli.workflows.optim import check_optimizer, paged_memory_mb, release_paged_buffers
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
 from advfusion_cli.workflows.preemption import StopRequest
 from advfusion_cli.workflows.progress import PhaseProgress, peak_memory_mb, stderr_console
@@ -113,6 +114,7 @@ class RunOutcome:
     elapsed_s: float = 0.0
     best_eval_loss: float | None = None
     peak_memory_mb: float = 0.0
+    paged_memory_mb: float = 0.0  # paged optimizer state (CUDA managed memory), not in the peak
     resumed: bool = False
     phases: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # this session, in seconds
@@ -230,7 +232,10 @@ def execute_run(
     if run_plan.state == REUSE or (run_plan.state != RETRAIN and run.is_finished()):
         return reuse(run_plan, session)
     accelerator = session.accelerator
-    sharding.resolve_distributed(run_plan.spec.training.distributed, accelerator.num_processes)
+    kind = sharding.resolve_distributed(
+        run_plan.spec.training.distributed, accelerator.num_processes
+    )
+    check_optimizer(run_plan.spec.training.optimizer, kind)  # e.g. bitsandbytes under FSDP
     lock = RunLock(run) if session.is_main else None
     if lock is not None:
         lock.acquire()
@@ -287,6 +292,7 @@ def release_run_memory(session: Session) -> None:
     """Drop the accelerator's references to this run's model/optimizer and collect them, so
     the next run of the command loads its base into free memory (a 7B base is ~13.5 GB)."""
     session.accelerator.free_memory()  # clears its model/optimizer lists, gc, empties CUDA cache
+    release_paged_buffers()  # bitsandbytes' page manager would keep them until the process ends
 
 
 def _start_records(run_plan: RunPlan, world: int) -> None:
@@ -432,14 +438,15 @@ def _train(
         distributed=layout.kind,
     )
     export_started = time.perf_counter()
-    with layout.unsharded(prepared):  # the export reads whole tensors on the main process
-        if session.is_main:
-            atomic.publish_dir(trainable.export, run.final)
-        accelerator.wait_for_everyone()
+    export = layout.exporter(trainable)  # FSDP: every process joins, one tensor at a time
+    if session.is_main:
+        atomic.publish_dir(export, run.final)
+    accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started
     outcome.timings = {key: round(value, 3) for key, value in timings.items()}
     outcome.peak_memory_mb = peak_memory_mb()
+    outcome.paged_memory_mb = paged_memory_mb()  # managed memory, not in peak_memory_mb
     outcome.best_eval_loss = results[-1].best_eval_loss
     outcome.phases = [_phase_summary(r, d) for r, d in zip(results, phase_data, strict=True)]
     if session.is_main:
@@ -503,6 +510,7 @@ def _summary(outcome: RunOutcome) -> dict:
         "timings": outcome.timings,
         "best_eval_loss": outcome.best_eval_loss,
         "peak_memory_mb": round(outcome.peak_memory_mb, 1),
+        "paged_memory_mb": round(outcome.paged_memory_mb, 1),
         "distributed": outcome.distributed,
         "final": str(outcome.final),
         "store": str(outcome.store) if outcome.store else None,

@@ -7,6 +7,7 @@ trained first (`--train-missing`, the default) or reported with the command that
 from __future__ import annotations
 
 from advfusion_cli.spec.schema import JobSpec
+from advfusion_cli.workflows import sharding
 from advfusion_cli.workflows.execute import RunOutcome, Session, execute_run, open_session
 from advfusion_cli.workflows.methods import Trainable, setup_fusion
 from advfusion_cli.workflows.models import adapter_dtype
@@ -19,12 +20,17 @@ def fusion_setup(run_plan: RunPlan):
     spec = run_plan.spec
 
     def setup(model) -> Trainable:
+        from accelerate import PartialState
+
+        # Under FSDP the fusion is built on the meta device and sharded before it exists.
+        kind = sharding.resolve_distributed(spec.training.distributed, PartialState().num_processes)
         return setup_fusion(
             model,
             spec.method,
             run_plan.adapters,
             adapter_dtype(spec.model),
             spec.model.gradient_checkpointing,
+            sharded=kind == sharding.FSDP,
         )
 
     return setup

@@ -130,12 +130,15 @@ def setup_fusion(
     adapter_dirs: dict[str, Path],
     adapter_dtype: str | None = None,
     gradient_checkpointing: bool = False,
+    sharded: bool = False,
 ) -> Trainable:
-    """Load the language adapters (frozen), fuse them in the given order; only the fusion trains."""
+    """Load the language adapters (frozen), fuse them in the given order; only the fusion trains.
+    sharded: build the fusion on the meta device, for FSDP to materialise each process's
+    slice (workflows.sharding); its `extra_loss` and params are replaced there."""
     host = attach_host(model, adapter_dtype)
     for language, folder in adapter_dirs.items():
         host.load_adapter(folder, name=language)
-    host.fuse(list(adapter_dirs), fusion_config(method))
+    host.fuse(list(adapter_dirs), fusion_config(method), on_meta=sharded)
     host.freeze_for_fusion_training()
     if gradient_checkpointing:
         enable_gradient_checkpointing(model)

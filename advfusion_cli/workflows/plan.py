@@ -25,6 +25,7 @@ from advfusion_cli.workflows import checkpoint as ckpt
 from advfusion_cli.workflows import identity as run_identity
 from advfusion_cli.workflows import stages
 from advfusion_cli.workflows.batching import micro_batches_per_epoch, steps_for_epochs
+from advfusion_cli.workflows.imported import imported_adapter, imported_from
 from advfusion_cli.workflows.runs import RunDir, Workdir
 from advfusion_cli.workflows.task_data import count_examples, data_cache, data_fingerprint
 
@@ -178,8 +179,12 @@ def _adapter_run(
     if state == RESUME:
         run_identity.check_process_count(run, world)
     match = stages.match_adapter(workdir, stage, language, stage.method.name, wanted, fingerprint)
-    if match.mismatch:
-        note = "; ".join(filter(None, [match.mismatch, note]))
+    mismatch = match.mismatch
+    source = imported_from(stages.store_folder(workdir, stage, language, stage.method.name))
+    if mismatch and source:  # an imported adapter has no training spec to compare
+        mismatch = f"stored {language} adapter was imported from {source}; it is kept"
+    if mismatch:
+        note = "; ".join(filter(None, [mismatch, note]))
     n_train = counts[language].get("train", 0)
     budget = stage.training.budget
     phase = PhasePlan(
@@ -282,7 +287,9 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
         match = stages.match_adapter(
             workdir, stage, language, kind, wanted_adapter, fingerprints[language]
         )
-        stored = match.stored
+        stored = match.stored or imported_adapter(
+            stages.store_folder(workdir, stage, language, kind), language
+        )
         if stored is not None:
             fingerprint = fingerprint or model_fingerprint(spec)
             if fingerprint is not None:
@@ -399,7 +406,9 @@ def render(plan: Plan, console: Console) -> None:
     table.add_column("adapter store", overflow="fold")
     for stored in plan.reused_adapters:
         where = _relative(stored.folder, root)
-        table.add_row("-", f"{stored.language} adapter", "reuse", "-", "-", where)
+        source = imported_from(stored.folder)
+        state = f"reuse (imported from {source})" if source else "reuse"
+        table.add_row("-", f"{stored.language} adapter", state, "-", "-", where)
     for run_plan in plan.runs:
         phases = "\n".join(f"{p.name}: {p.steps} @ lr {p.learning_rate:g}" for p in run_plan.phases)
         data = "\n".join(

@@ -30,7 +30,8 @@ def stderr_console() -> Console:
 
 
 def peak_memory_mb() -> float:
-    """Peak memory of this process: CUDA allocations on GPU, resident set size on CPU."""
+    """Peak memory of this process: CUDA allocations on GPU, resident set size on CPU. CUDA
+    managed memory (a paged optimizer's state) is not included: see optim.paged_memory_mb."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     # ru_maxrss is in kilobytes on Linux and bytes on macOS.

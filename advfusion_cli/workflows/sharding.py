@@ -12,6 +12,16 @@ Checkpoints stay in the single-process format: the trainer gathers the full tens
 collective every process joins) and the main process writes them; a restore reads the full
 tensors on every process and keeps its own slice. So a checkpoint or an exported fusion does
 not depend on how many processes wrote it.
+
+Memory: a run built for FSDP creates its fusion layers on the meta device and materialises
+each process's slice from the values one process would draw (`initialise_local_shards`, one
+unit at a time); evaluation runs ordinary sharded forwards (each unit gathered for its own
+forward, every process running as many batches); checkpoints and exports gather one tensor
+at a time onto the main process's CPU. So no process holds more than one whole unit outside
+a backward pass (FSDP's backward prefetch gathers the next unit early). Under bf16 the units
+compute with bf16 copies of their parameters and reduce gradients in fp32
+(`mixed_precision_policy`); under gradient accumulation only the step's last backward
+reduce-scatters (`gradient_sync`).
 """
 
 from __future__ import annotations
@@ -151,8 +161,16 @@ class Replicated:
     def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
         return state
 
-    def unsharded(self, model: nn.Module):
-        return contextlib.nullcontext()
+    # Whether a forward runs collectives (then every process must run as many forwards).
+    forward_communicates = False
+
+    def exporter(self, trainable):
+        """The trainable's exporter (called on the main process only)."""
+        return trainable.export
+
+    def gradient_sync(self, accelerator, model: nn.Module, last: bool):
+        """Context for one micro-batch's backward: average gradients only on the last."""
+        return contextlib.nullcontext() if last else accelerator.no_sync(model)
 
 
 class FusionSharded(Replicated):
@@ -178,16 +196,32 @@ class FusionSharded(Replicated):
         self.is_main = accelerator.is_main_process  # only it keeps gathered copies
         device = accelerator.device
         mesh = init_device_mesh(device.type, (accelerator.num_processes,))
+        policy = mixed_precision_policy(accelerator.mixed_precision)
+        on_meta = any(p.is_meta for unit in self.units for p in unit.parameters())
         for unit in self.units:
-            fully_shard(unit, mesh=mesh, reshard_after_forward=True)
+            fully_shard(unit, mesh=mesh, reshard_after_forward=True, mp_policy=policy)
             # The host calls forward_from_stack, not forward: all-gather around it too.
             register_fsdp_forward_method(unit, "forward_from_stack")
+        if on_meta:
+            from advfusion_cli.engine import attach_host
+
+            initialise_local_shards(attach_host(model), self.units, device)
         in_units = {id(p) for unit in self.units for p in unit.parameters()}
         frozen = {p for p in model.parameters() if id(p) not in in_units}
         # The root owns no sharded state; it schedules the units' collectives and lets
         # them reshard after forward (a root unit would keep its parameters gathered).
         fully_shard(model, mesh=mesh, ignored_params=frozen)
         return model
+
+    @contextlib.contextmanager
+    def gradient_sync(self, accelerator, model: nn.Module, last: bool) -> Iterator[None]:
+        """Reduce-scatter only after the step's last backward: earlier micro-batches
+        accumulate unsharded gradients locally (accelerate's no_sync does nothing for FSDP2)."""
+        model.set_requires_gradient_sync(last)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
     def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
         """Whole weights on the main process ({} elsewhere); every process must call it."""
@@ -219,19 +253,63 @@ class FusionSharded(Replicated):
             }
         return {**state, "state": local}
 
-    @contextlib.contextmanager
-    def unsharded(self, model: nn.Module) -> Iterator[None]:
-        """Gather every unit once and keep it whole inside the block: evaluation runs a
-        different number of batches on each process, so its forwards must not communicate."""
-        for unit in self.units:
-            unit.set_reshard_after_forward(False)
-            unit.unshard()
-        try:
-            yield
-        finally:
-            for unit in self.units:
-                unit.reshard()
-                unit.set_reshard_after_forward(True)
+    forward_communicates = True  # a unit's forward all-gathers its parameters
+
+    def exporter(self, trainable):
+        """Gather the fusion whole onto the main process's CPU, one tensor at a time (every
+        process must call this); the returned exporter writes it there."""
+        from advfusion_cli.engine.host_io import fusion_tensors
+
+        host = trainable.host
+        tensors = {name: full_tensor(t, self.is_main) for name, t in fusion_tensors(host).items()}
+        return lambda folder: host.save_fusion(folder, tensors=tensors if self.is_main else None)
+
+
+# ---- sharded construction and mixed precision (issue 25) ----------------------------------
+
+
+def mixed_precision_policy(mixed_precision: str):
+    """FSDP's policy for the run's precision: under bf16, units all-gather bf16 parameters
+    for compute while the sharded master weights, the gradient reduce-scatter and the
+    optimizer state stay fp32; under fp32, no policy (everything fp32)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if mixed_precision != "bf16":
+        return MixedPrecisionPolicy()
+    # cast_forward_inputs off: the host hands the unit the base's own activations, and
+    # autocast already runs its matmuls in bf16.
+    return MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False
+    )
+
+
+def initialise_local_shards(host, units: list[nn.Module], device: torch.device) -> None:
+    """Materialise meta-built, sharded units on `device` with exactly the values one process
+    would draw: the host replays its initialisation one unit at a time on the CPU and each
+    process keeps its rows; no process ever holds more than one whole unit (on the CPU)."""
+    wanted = {id(unit) for unit in units}
+    for unit in units:
+        unit.to_empty(device=device)  # this process's (rows, ...) slices, uninitialised
+    materialised = 0
+    for live, initial in host.initial_fusion_layers():
+        if id(live) in wanted:
+            values = dict(initial.named_parameters())
+            with torch.no_grad():
+                for name, param in live.named_parameters():
+                    _copy_own_rows(param, values[name])
+            materialised += 1
+            del values
+        del initial  # one whole unit at a time
+    if materialised != len(units):
+        raise ValueError(f"initialised {materialised} of {len(units)} sharded fusion units")
+
+
+def _copy_own_rows(param: Tensor, full: Tensor) -> None:
+    """This process's dim-0 rows of a whole CPU tensor into its shard (never the whole
+    tensor on the device)."""
+    local = param.to_local()  # (rows_r, ...)
+    start = _row_offset(param)
+    local.copy_(full[start : start + local.shape[0]].to(local.device, local.dtype))
 
 
 def _is_moment(value, param: Tensor) -> bool:

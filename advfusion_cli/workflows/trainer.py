@@ -1,8 +1,10 @@
 """One readable training loop on accelerate, resumable bit for bit at any optimizer step.
 
     for each optimizer step:
+        count the step's target tokens over its micro-batches and processes (one all-reduce)
         for each of `grad_accumulation` micro-batches (seeded order per epoch):
-            loss = task loss (+ fusion regularizer); backward(loss / grad_accumulation)
+            backward(task loss summed over its targets / the step's global target count
+                     (+ fusion regularizer / grad_accumulation))
         clip, optimizer step, schedule step
         log (metrics.jsonl, trackers); evaluate and keep the best weights; checkpoint;
         stop early when eval loss stopped improving; stop cleanly on Ctrl-C or a stop
@@ -17,7 +19,7 @@ function, a collator and the encoded examples.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,15 +35,37 @@ from advfusion_cli.workflows.batching import (
     micro_batch_indices,
     micro_batches_per_epoch,
 )
-from advfusion_cli.workflows.optim import build_optimizer, build_scheduler
+from advfusion_cli.workflows.lm_loss import IGNORE_INDEX
+from advfusion_cli.workflows.optim import build_optimizer, build_scheduler, repage_state
 from advfusion_cli.workflows.preemption import NO_STOP, REQUEUE, StopRequest
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
-from advfusion_cli.workflows.sharding import Replicated
+from advfusion_cli.workflows.sharding import FSDP, Replicated
 from advfusion_cli.workflows.tracking import NullRunTracker
 
 # loss_fn(model, batch, train) -> (mean loss over counted tokens, number of counted tokens).
+# Training weights each micro-batch by `target_count(batch)` (what the mean is over), so a
+# step's loss is the mean over all its targets however the global batch is split.
 LossFn = Callable[[nn.Module, dict[str, Tensor], bool], tuple[Tensor, Tensor]]
+
+
+def target_count(batch: dict[str, Tensor]) -> int:
+    """How many targets a training batch's loss averages over: its labelled next-token
+    positions (labels != -100 after the first); a batch without labels (a loss that is not
+    per token) counts one per row. Counted on the collated (CPU) batch: no device sync."""
+    labels = batch.get("labels")
+    if labels is None:
+        return len(batch["attention_mask"])
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def loss_sum(mean: Tensor, count: int) -> Tensor:
+    """A mean loss back to its sum over `count` targets; 0 (with a zero gradient, still one
+    forward and backward so collectives line up) for a micro-batch without targets."""
+    if count == 0:
+        return mean.nan_to_num(0.0) * 0.0
+    return mean * count
+
 
 # Called after every optimizer step with (phase name, step): an extension point that tests
 # use to interrupt a run at an exact step.
@@ -159,7 +183,8 @@ class Trainer:
         """
         s = phase.settings
         params = list(self.trainable.values())
-        optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay)
+        sharded = self.sharding.kind == FSDP  # sharded parameters: torch AdamW
+        optimizer = build_optimizer(params, s.optimizer, s.learning_rate, s.weight_decay, sharded)
         if carry_optimizer is not None:
             resuming = self._end_dir(phase).exists() or ckpt.latest_checkpoint(
                 self._phase_dir(phase)
@@ -238,35 +263,63 @@ class Trainer:
         self, phase: Phase, pos: ckpt.LoopPosition, order: list[int]
     ) -> tuple[list[int], float, float | None, int]:
         """Forward/backward over one step's micro-batches; returns (order, loss, regularizer,
-        tokens) with loss (the regularizer included) and regularizer averaged and tokens summed
-        over micro-batches and processes; regularizer is None without an extra loss."""
+        tokens): loss is the step's global mean over target tokens (regularizer included),
+        tokens the attention-mask tokens of every micro-batch on every process, regularizer
+        None without an extra loss.
+
+        One global batch, one gradient: the task loss of an optimizer step is the sum of the
+        losses of all its target tokens (every micro-batch, every process) divided by their
+        global count, so a step's result does not depend on how its batch is split. The count
+        is gathered once per step, before the first backward; each micro-batch then backs
+        its loss *sum* scaled by world / global count (DDP's and FSDP's gradient averaging
+        divide by world again). The regularizer is added once per step, at its weight.
+        """
         s = phase.settings
         micro_per_epoch = micro_batches_per_epoch(len(phase.train), s.batch_size, self.world)
-        # loss, tokens, regularizer
-        totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
-        for micro in range(s.grad_accumulation):
+        batches, counts = [], []
+        for _ in range(s.grad_accumulation):
             if pos.index >= micro_per_epoch:  # next epoch, next seeded permutation
                 pos.epoch, pos.index = pos.epoch + 1, 0
                 order = epoch_permutation(len(phase.train), s.seed, pos.epoch)
             ids = micro_batch_indices(order, pos.index, s.batch_size, self.world, self.rank)
-            batch = self._to_device(self.collate([phase.train[i] for i in ids]))
+            batch = self.collate([phase.train[i] for i in ids])
+            counts.append(target_count(batch))
+            batches.append(self._to_device(batch))
             pos.index += 1
-            # Gradients are averaged across processes only on the step's last micro-batch.
+        global_targets = self._global_count(sum(counts))
+        scale = self.world / max(global_targets, 1)
+        # loss sum over target tokens, attention tokens, regularizer
+        totals = torch.zeros(3, dtype=torch.float64, device=self.accelerator.device)
+        for micro, (batch, count) in enumerate(zip(batches, counts, strict=True)):
             last = micro == s.grad_accumulation - 1
-            sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
-            with sync, self.accelerator.autocast():
-                loss, _ = self.loss_fn(self.model, batch, True)
+            with self._gradient_sync(last), self.accelerator.autocast():
+                mean, _ = self.loss_fn(self.model, batch, True)
+                summed = loss_sum(mean, count)
+                objective = summed * scale
                 if self.extra_loss is not None:
-                    extra = self.extra_loss()
-                    loss = loss + extra
-                    totals[2] += extra.detach().double() / s.grad_accumulation
-                self.accelerator.backward(loss / s.grad_accumulation)
-            totals[0] += loss.detach().double() / s.grad_accumulation
+                    extra = self.extra_loss() / s.grad_accumulation
+                    objective = objective + extra
+                    totals[2] += extra.detach().double()
+                self.accelerator.backward(objective)
+            totals[0] += summed.detach().double()
             totals[1] += batch["attention_mask"].sum()
         if self.world > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         regularizer = float(totals[2]) / self.world if self.extra_loss is not None else None
-        return order, float(totals[0]) / self.world, regularizer, int(totals[1])
+        loss = float(totals[0]) / max(global_targets, 1) + (regularizer or 0.0)
+        return order, loss, regularizer, int(totals[1])
+
+    def _global_count(self, local: int) -> int:
+        """A step's target count summed over every process (one all-reduce per step)."""
+        if self.world == 1:
+            return local
+        count = torch.tensor([local], dtype=torch.float64, device=self.accelerator.device)
+        return int(self.accelerator.reduce(count, reduction="sum").item())
+
+    def _gradient_sync(self, last: bool):
+        """Gradients are averaged across processes only on the step's last micro-batch
+        (DDP: no_sync; FSDP: no reduce-scatter until the last backward)."""
+        return self.sharding.gradient_sync(self.accelerator, self.model, last)
 
     def _log_step(
         self,
@@ -307,27 +360,32 @@ class Trainer:
         if not examples:
             return None
         # The unwrapped model: processes hold different numbers of eval batches, so the
-        # forward must not run DDP's collectives.
+        # forward must not run DDP's collectives. Under FSDP each unit is gathered for its
+        # own forward (one at a time), so there every process runs as many batches.
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
         mine = list(range(self.rank, len(examples), self.world))
+        chunks = [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]
+        counted = len(chunks)
+        if self.sharding.forward_communicates:  # FSDP: every process runs as many forwards
+            rounds = math.ceil(math.ceil(len(examples) / self.world) / batch_size)
+            chunks += [chunks[-1] if chunks else [0]] * (rounds - counted)  # not counted
         totals = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)
-        for start in range(0, len(mine), batch_size):
-            chunk = [examples[i] for i in mine[start : start + batch_size]]
-            batch = self._to_device(self.collate(chunk))
+        for number, indices in enumerate(chunks):
+            batch = self._to_device(self.collate([examples[i] for i in indices]))
             with self.accelerator.autocast():
                 loss, count = self.loss_fn(model, batch, False)
-            totals[0] += loss.double() * count
-            totals[1] += count
+            if number < counted:
+                totals[0] += loss.double() * count
+                totals[1] += count
         if self.world > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         model.train(was_training)
         return float(totals[0] / totals[1]) if totals[1] > 0 else None
 
     def _evaluate_and_keep_best(self, phase: Phase, pos: ckpt.LoopPosition) -> None:
-        with self.sharding.unsharded(self.model):  # FSDP: no collectives per eval batch
-            eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
+        eval_loss = self.evaluate(phase.eval, phase.settings.eval_batch_size)
         if eval_loss is None:
             return
         improved = pos.best_eval_loss is None or eval_loss < pos.best_eval_loss
@@ -406,6 +464,7 @@ class Trainer:
             optimizer.load_state_dict(
                 self.sharding.local_optimizer_state(state["optimizer"], params)
             )
+            repage_state(optimizer)  # a paged optimizer's state back into paged buffers
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
         rng = ckpt.read_rng(folder, self.rank)

@@ -1,0 +1,1 @@
+"""Grids of comparisons as job graphs, run in process, as local subprocesses or on SLURM."""
