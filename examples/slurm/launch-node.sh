@@ -16,7 +16,9 @@
 # num_machines, num_processes, machine_rank and main_process_ip are replaced by SLURM's.
 set -euo pipefail
 
-head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# the whole list is read (no `| head`: with pipefail, scontrol's SIGPIPE would end the script)
+mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+head_node=${nodes[0]}
 port=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
 
 if [ "${ADVFUSION_LAUNCHER:-accelerate}" = "srun" ]; then
