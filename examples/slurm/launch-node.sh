@@ -8,7 +8,8 @@
 #   ADVFUSION_LAUNCHER=srun: one srun task per GPU runs advfusion directly; the env://
 #     variables torch reads (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) are set
 #     from SLURM_PROCID, SLURM_LOCALID and SLURM_NTASKS. Each task then gets the scheduler's
-#     signals itself and its exit code (75 = requeue me) is srun's.
+#     signals itself and its exit code (75 = requeue me) is srun's. Use it with
+#     `#SBATCH --ntasks-per-node=8 --gpus-per-task=1` and the same in run_with_requeue.
 #
 # Everything after the script's name is the advfusion command line, e.g.
 #   launch-node.sh adv-fuse --spec job.yaml
