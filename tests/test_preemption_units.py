@@ -16,13 +16,14 @@ from advfusion_cli.workflows.preemption import CTRL_C, NO_STOP, REQUEUE, StopReq
 
 def test_stop_signals_ask_for_a_requeue_and_repeating_them_changes_nothing():
     stop = StopRequest(["SIGTERM", "SIGUSR1"])
+    before = signal.getsignal(signal.SIGTERM)
     with stop.listening():
         assert stop.level() == NO_STOP
         os.kill(os.getpid(), signal.SIGUSR1)
         os.kill(os.getpid(), signal.SIGUSR1)  # the launcher and the scheduler both send it
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.level() == REQUEUE and stop.signal_name == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
 
 
 def test_ctrl_c_twice_aborts_and_a_stop_signal_wins_over_ctrl_c():
@@ -47,8 +48,9 @@ def test_the_stop_file_counts_as_a_stop_signal(tmp_path, monkeypatch):
 
 def test_signals_outside_the_configured_ones_keep_their_default():
     stop = StopRequest(["SIGUSR1"])
+    before = signal.getsignal(signal.SIGTERM)
     with stop.listening():
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) == before
         assert signal.getsignal(signal.SIGUSR1) == stop._handle
 
 
