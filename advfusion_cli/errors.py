@@ -10,11 +10,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+# Exit codes of the training commands (docs/workflows.md, "Exit codes"); a launcher or a
+# scheduler script decides from them whether to run the same command again.
+EXIT_USER_ERROR = 2  # bad input: nothing was changed
+EXIT_INTERRUPTED = 130  # Ctrl-C: a checkpoint is saved; run the same command to resume
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: stopped by a stop signal after a checkpoint; requeue me
+
 
 class UserError(Exception):
     """An error caused by user input; printed as one line, exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

@@ -152,7 +152,10 @@ class JobTrainer:
         if self._session is None:
             training = spec.training
             self._session = open_session(
-                training.precision, training.report_to, spec.output.workdir
+                training.precision,
+                training.report_to,
+                spec.output.workdir,
+                training.timeout_minutes,
             )
             self._session.progress = self.progress
         return self._session

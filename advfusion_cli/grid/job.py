@@ -7,8 +7,9 @@
 
 The stage runs in its own process so that the exit code is the command's own (a preempted
 stage exits 75, a bad input 2) and so that SIGTERM/SIGUSR1 from the scheduler reach the
-training loop, which checkpoints before the job's time runs out. Only the standard library is
-imported here (the job starts fast; the child loads the model code).
+training loop, which checkpoints before the job's time runs out. Only the standard library
+(and advfusion_cli.errors, which needs nothing else) is imported here (the job starts fast;
+the child loads the model code).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from advfusion_cli.errors import EXIT_REQUEUE
 from advfusion_cli.grid import state
 
 # A stage that was told to stop (SIGTERM/SIGUSR1 before the time limit, or preemption)
 # checkpoints, marks its run interrupted and exits with this code: "requeue me; running the
-# same stage again resumes it" (docs/workflows.md#grids-on-a-cluster-slurm).
-REQUEUE_EXIT_CODE = 75
+# same stage again resumes it" (docs/workflows.md#grids-on-a-cluster-slurm). The training
+# commands' own constant (advfusion_cli.errors, standard library only), so the two agree.
+REQUEUE_EXIT_CODE = EXIT_REQUEUE
 # submitit's local controller starts a job's process again when it exits with this code.
 LOCAL_RESTART_CODE = 144
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)

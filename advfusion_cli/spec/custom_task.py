@@ -43,6 +43,7 @@ LOADER_KEYS = (
     "tests_field",
     "cut_field",
     "split_fractions",
+    "config",
 )
 
 
@@ -66,6 +67,14 @@ class CustomTaskSpec(StrictModel):
     )
     tests_field: str | None = Field(
         None, description="Stdin/stdout tests in xCodeEval's form, for pass@k; null = none."
+    )
+    # Left out of the dump when unset, so the ids of custom tasks made before it stay.
+    config: str | None = Field(
+        None,
+        min_length=1,
+        exclude_if=lambda value: value is None,
+        description="Hub layout: the dataset config to read (README.md configs or a "
+        "<config>/ folder); null = the default one.",
     )
     cut_field: str | None = Field(
         None, description="The template field cut when a prompt is too long; null = longest."

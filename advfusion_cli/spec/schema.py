@@ -316,10 +316,38 @@ class TrainingSpec(StrictModel):
         description="Experiment trackers: tensorboard, wandb, mlflow; [] or none = none.",
     )
 
+    stop_signals: list[str] = Field(
+        default_factory=lambda: ["SIGTERM", "SIGUSR1"],
+        description="Signals that stop a run cleanly for a requeue: finish the step, "
+        "checkpoint, mark it interrupted, exit 75.",
+    )
+    timeout_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Collective timeout of the process group (several processes); "
+        "null = torch's default (10 min under NCCL).",
+    )
+
     @field_validator("report_to")
     @classmethod
     def _trackers_once(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @field_validator("stop_signals", mode="before")
+    @classmethod
+    def _signal_names(cls, value: Any) -> Any:
+        from advfusion_cli.spec.signals import signal_number
+
+        if isinstance(value, str):  # --set training.stop_signals=SIGTERM,SIGUSR2
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            names = []
+            for name in value:
+                if not isinstance(name, str):
+                    raise ValueError(f"{name!r} is not a signal name")
+                names.append(signal_number(name).name)  # ValueError names a bad one
+            return list(dict.fromkeys(names))
+        return value
 
     @model_validator(mode="after")
     def _one_of_each_pair(self):

@@ -8,6 +8,11 @@ A checkpoint is a folder `step-NNNNNN/` published by one rename, holding
 - `rng-rank<r>.pt` — each process's RNG states (torch CPU/CUDA, Python, NumPy).
 Restoring all three at an optimizer-step boundary makes a resumed run bit-identical to an
 uninterrupted one on CPU.
+
+Reading back never holds a whole extra copy per process: weights are read tensor by
+tensor from the safetensors file, and under FSDP only the rows a process keeps
+(`get_slice`); `state.pt` is memory-mapped, so a process touches only the moments (or the
+slices of them) it loads.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from advfusion_cli.workflows import atomic
-from advfusion_cli.workflows.sharding import copy_full_into
+from advfusion_cli.workflows.sharding import copy_local_into, local_region
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -89,17 +95,23 @@ def save_weights(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
 
 
 def load_weights_into(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
-    """Copy saved tensors into the live parameters; names and shapes must match exactly."""
-    saved = load_file(str(path))
-    missing = sorted(set(named) - set(saved))
-    unexpected = sorted(set(saved) - set(named))
-    if missing or unexpected:
-        raise RuntimeError(
-            f"Checkpoint {path} does not match the trainable parameters "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
-        )
-    for name, param in named.items():
-        copy_full_into(param, saved[name])
+    """Copy saved tensors into the live parameters; names and shapes must match exactly.
+    One tensor at a time, and of a sharded parameter only this process's rows."""
+    with safe_open(str(path), framework="pt", device="cpu") as saved:
+        names = set(saved.keys())
+        missing = sorted(set(named) - names)
+        unexpected = sorted(names - set(named))
+        if missing or unexpected:
+            raise RuntimeError(
+                f"Checkpoint {path} does not match the trainable parameters "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
+            )
+        for name, param in named.items():
+            region = local_region(param)
+            if region is None:
+                copy_local_into(param, saved.get_tensor(name))
+            else:  # (rows of this process, ...) of the whole tensor
+                copy_local_into(param, saved.get_slice(name)[region])
 
 
 def checkpoint_name(step: int) -> str:
@@ -175,8 +187,15 @@ def prune(parent: Path, keep: int) -> None:
 
 
 def read_state(checkpoint: Path) -> dict:
-    """Optimizer/scheduler/position, loaded without unpickling arbitrary objects."""
-    return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    """Optimizer/scheduler/position, loaded without unpickling arbitrary objects; tensors are
+    memory-mapped (read when touched: a process reading its slices reads only those). Only
+    torch.save's zip format can be mapped; any other file is read whole (and refused by
+    weights_only unless it holds only tensors and plain values)."""
+    import zipfile
+
+    path = checkpoint / STATE_FILE
+    mmap = zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def read_rng(checkpoint: Path, rank: int) -> dict | None:

@@ -253,26 +253,45 @@ def summary_table(result) -> Table:
 @contextmanager
 def interrupts_explained(also: str = ""):
     """Ctrl-C: say where the interrupted run's checkpoint is and exit 130 (a rerun resumes).
+    A stop signal (or the stop file): the same, and exit EXIT_REQUEUE (75) for the scheduler.
+    Another process's failure: one line naming it (that process printed the error), exit 1.
     `also` adds what else a rerun does, e.g. "; finished runs and evaluations are reused"."""
+    from advfusion_cli.errors import EXIT_INTERRUPTED, EXIT_REQUEUE
+    from advfusion_cli.workflows.process_group import PeerFailed
     from advfusion_cli.workflows.progress import stderr_console
     from advfusion_cli.workflows.trainer import TrainingInterrupted
 
     try:
         yield
     except TrainingInterrupted as stop:
+        if stop.requeue:
+            why = f"stopped by {stop.signal}" if stop.signal else "stopped by another process"
+            stderr_console().print(
+                f"Interrupted ({why}): run {stop.run.id} stopped after step {stop.step} of "
+                f"phase '{stop.phase}'; a checkpoint is saved in {stop.run.checkpoints}. "
+                f"Exiting with code {EXIT_REQUEUE} (requeue): the same command resumes{also}."
+            )
+            raise typer.Exit(EXIT_REQUEUE) from None
         stderr_console().print(
             f"Interrupted: run {stop.run.id} stopped after step {stop.step} of phase "
             f"'{stop.phase}'; a checkpoint is saved in {stop.run.checkpoints}. "
             f"Run the same command again to resume{also}."
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         stderr_console().print("Interrupted. Run the same command again to resume.")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except PeerFailed as failed:  # the error itself is printed once, by its own process
+        stderr_console().print(
+            f"Stopped: process {failed.failure.rank} of this launch failed (its error is "
+            "printed above; the run's status.json records it)."
+        )
+        raise typer.Exit(1) from None
 
 
 def run_and_report(workflow, spec, dry_run: bool, **options) -> None:
-    """Run a workflow function; print its plan (dry run) or its summary; Ctrl-C -> exit 130."""
+    """Run a workflow function; print its plan (dry run) or its summary; Ctrl-C -> exit 130,
+    a stop signal -> exit 75 (interrupts_explained)."""
     from advfusion_cli.workflows.plan import render
 
     out = Console(highlight=False)

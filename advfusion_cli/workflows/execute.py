@@ -5,8 +5,9 @@
     -> phases (the workflow decides what happens between them) -> final/ -> adapter store
     -> summary.json, status "finished"
 
-An interruption (Ctrl-C) leaves status "interrupted" and a checkpoint; any other failure
-leaves status "failed" with the message. The next identical command resumes either.
+An interruption (Ctrl-C, or a stop signal: then marked for a requeue) leaves status
+"interrupted" and a checkpoint; any other failure leaves status "failed" with the message
+(under several processes, the failing process's). The next identical command resumes either.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import torch
 from torch import Tensor, nn
 
 from advfusion_cli.spec.loading import dump_spec
-from advfusion_cli.workflows import atomic, retention, sharding, stages, tracking
+from advfusion_cli.workflows import atomic, process_group, retention, sharding, stages, tracking
 from advfusion_cli.workflows.identity import IDENTITY_FILE, identity_record, revisions
 from advfusion_cli.workflows.methods import Trainable
 from advfusion_cli.workflows.models import load_base
 from advfusion_cli.workflows.optim import check_optimizer, paged_memory_mb, release_paged_buffers
 from advfusion_cli.workflows.plan import RETRAIN, REUSE, PhasePlan, RunPlan
+from advfusion_cli.workflows.preemption import StopRequest
 from advfusion_cli.workflows.progress import PhaseProgress, peak_memory_mb, stderr_console
 from advfusion_cli.workflows.runs import (
     FAILED,
@@ -43,7 +45,6 @@ from advfusion_cli.workflows.trainer import (
     LoopSettings,
     Phase,
     PhaseResult,
-    StopRequest,
     Trainer,
     TrainingInterrupted,
 )
@@ -55,7 +56,8 @@ AFTER_TRAINING_HOOKS: list[Callable[[RunPlan, Trainable], None]] = []
 
 @dataclass
 class Session:
-    """What every run of one command shares: the accelerator, the display, Ctrl-C handling."""
+    """What every run of one command shares: the accelerator, the display, the stop
+    request (Ctrl-C, stop signals)."""
 
     accelerator: object
     progress: PhaseProgress = field(default_factory=PhaseProgress)
@@ -67,10 +69,14 @@ class Session:
 
 
 def open_session(
-    precision: str, report_to: Sequence[str] = (), workdir: Path | None = None
+    precision: str,
+    report_to: Sequence[str] = (),
+    workdir: Path | None = None,
+    timeout_minutes: float | None = None,
 ) -> Session:
     """An accelerate session: bf16 autocast on CUDA (when supported), fp32 on CPU; with
-    `report_to`, its trackers (a missing tracker package fails here, before any work)."""
+    `report_to`, its trackers (a missing tracker package fails here, before any work); with
+    `timeout_minutes`, the process group's collective timeout (training.timeout_minutes)."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
@@ -91,6 +97,7 @@ def open_session(
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
             mixed_precision="bf16" if precision == "bf16" else "no",
+            kwargs_handlers=process_group.init_kwargs(timeout_minutes),
             **trackers,
         )
     return Session(accelerator, PhaseProgress(stderr_console()))
@@ -196,7 +203,8 @@ def adapter_provenance(run_plan: RunPlan, summary: dict) -> dict:
         "task": run_plan.spec.data.task,
         "best_eval_loss": summary.get("best_eval_loss"),
         "published": now_iso(),
-        **identity_record(run_plan.identity),  # a fusion reuses it only for this identity
+        # a fusion reuses it only for this identity and these data
+        **identity_record(run_plan.identity, run_plan.data_fingerprint),
     }
 
 
@@ -232,36 +240,52 @@ def execute_run(
     if lock is not None:
         lock.acquire()
     try:
-        prepared = None
-        if run_plan.state == RETRAIN:
-            prepared = _prepare(run_plan, session, setup)  # fails before anything is removed
-            if session.is_main:
-                _clear(run)
-                _start_records(run_plan, accelerator.num_processes)
-        elif session.is_main:
-            _start_records(run_plan, accelerator.num_processes)
-        accelerator.wait_for_everyone()
-        try:
-            if prepared is None:
-                prepared = _prepare(run_plan, session, setup)
-            outcome = _train(prepared, run_plan, session, run_phases)
-        except TrainingInterrupted as stop:
-            if session.is_main:
-                run.write_status(INTERRUPTED, phase=stop.phase, step=stop.step)
-            raise
-        except KeyboardInterrupt:
-            if session.is_main:
-                run.write_status(INTERRUPTED, error="stopped by a second Ctrl-C")
-            raise
-        except BaseException as err:
-            if session.is_main:
-                run.write_status(FAILED, error=f"{type(err).__name__}: {err}"[:500])
-            raise
-        return outcome
+        # stop signals are handled from here: a stop while loading ends at the first step
+        with session.stop.listening(run_plan.spec.training.stop_signals):
+            return _prepare_and_train(run_plan, session, setup, run_phases)
     finally:
         if lock is not None:
             lock.release()
         release_run_memory(session)
+
+
+def _prepare_and_train(
+    run_plan: RunPlan, session: Session, setup: Setup, run_phases: PhaseRunner
+) -> RunOutcome:
+    run, accelerator = run_plan.run, session.accelerator
+    prepared = None
+    if run_plan.state == RETRAIN:
+        prepared = _prepare(run_plan, session, setup)  # fails before anything is removed
+        if session.is_main:
+            _clear(run)
+            _start_records(run_plan, accelerator.num_processes)
+    elif session.is_main:
+        _start_records(run_plan, accelerator.num_processes)
+    accelerator.wait_for_everyone()
+    try:
+        if prepared is None:
+            prepared = _prepare(run_plan, session, setup)
+        return _train(prepared, run_plan, session, run_phases)
+    except TrainingInterrupted as stop:
+        if session.is_main:
+            how = {"requeue": True, "signal": stop.signal} if stop.requeue else {}
+            run.write_status(INTERRUPTED, phase=stop.phase, step=stop.step, **how)
+        raise
+    except KeyboardInterrupt:
+        if session.is_main:
+            run.write_status(INTERRUPTED, error="stopped by a second Ctrl-C")
+        raise
+    except BaseException as err:
+        # Under several processes this failure may only be another process's: say whose.
+        elsewhere = process_group.failure_elsewhere()
+        if elsewhere is None:
+            process_group.record_failure(accelerator.process_index, err)
+        if session.is_main:
+            own = f"{type(err).__name__}: {err}"[:500]
+            run.write_status(FAILED, error=elsewhere.message if elsewhere else own)
+        if elsewhere is not None:
+            raise process_group.PeerFailed(elsewhere) from None
+        raise
 
 
 def release_run_memory(session: Session) -> None:
@@ -275,7 +299,8 @@ def _start_records(run_plan: RunPlan, world: int) -> None:
     run = run_plan.run
     run.path.mkdir(parents=True, exist_ok=True)
     atomic.write_text(run.job_yaml, dump_spec(run_plan.spec))
-    atomic.write_json(run.path / IDENTITY_FILE, identity_record(run_plan.identity))
+    record = identity_record(run_plan.identity, run_plan.data_fingerprint)
+    atomic.write_json(run.path / IDENTITY_FILE, record)
     env = environment_info(world)
     env["revisions"] = revisions(run_plan.spec.model, run_plan.spec.data)
     previous = _read_json(run.env_json)
@@ -394,8 +419,7 @@ def _train(
     )
     training_started = time.perf_counter()
     try:
-        with session.stop:
-            results = run_phases(trainer, trainable, phases)
+        results = run_phases(trainer, trainable, phases)
     finally:
         if tracker is not None:
             tracker.finish()

@@ -40,7 +40,9 @@ def execute_plan(plan: Plan, run_fusion) -> CommandResult:
     """Adapters first (each trained, resumed or reused), then the fusion run."""
     plan.workdir.ensure_writable()
     training = plan.spec.training
-    session = open_session(training.precision, training.report_to, plan.spec.output.workdir)
+    session = open_session(
+        training.precision, training.report_to, plan.spec.output.workdir, training.timeout_minutes
+    )
     outcomes: list[RunOutcome] = []
     for run_plan in plan.runs:
         if run_plan.role == "adapter":

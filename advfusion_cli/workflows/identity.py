@@ -6,6 +6,11 @@ except when `output.run_name` names the run: then this file is what tells a reru
 job (resume or reuse it) from a changed job under an old name (refused, or `--force`).
 Stored adapters carry the identity of the run that trained them in `provenance.json`, so a
 fusion reuses one only if it is the adapter the fusion would train itself.
+
+Both also record `data`: a digest of the examples the run read (task_data.data_fingerprint).
+It is kept beside the identity, not in the run id, so an edited record keeps the run's id
+and folder: the finished run is retrained in place ("data changed") instead of reused, and a
+stored adapter trained on the old records is not fused.
 """
 
 from __future__ import annotations
@@ -20,8 +25,28 @@ IDENTITY_FILE = "identity.json"
 SHOWN_DIFFERENCES = 3
 
 
-def identity_record(identity: dict) -> dict:
-    return {"hash": identity_hash(identity), "identity": identity}
+def identity_record(identity: dict, data: str | None = None) -> dict:
+    record = {"hash": identity_hash(identity), "identity": identity}
+    if data is not None:
+        record["data"] = data
+    return record
+
+
+def read_data_fingerprint(path: Path) -> str | None:
+    """The data digest recorded in an identity.json or provenance.json (None before it was
+    recorded, or when unreadable)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("data") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def data_changed(recorded: str | None, current: str | None) -> bool:
+    """Whether a run or adapter was trained on other examples than those asked for now
+    (unknown either side: not changed, so runs made before the digest existed are reused)."""
+    return recorded is not None and current is not None and recorded != current
 
 
 def read_identity(path: Path) -> dict | None:

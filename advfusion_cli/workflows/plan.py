@@ -27,7 +27,7 @@ from advfusion_cli.workflows import stages
 from advfusion_cli.workflows.batching import micro_batches_per_epoch, steps_for_epochs
 from advfusion_cli.workflows.imported import imported_adapter, imported_from
 from advfusion_cli.workflows.runs import RunDir, Workdir
-from advfusion_cli.workflows.task_data import count_examples, data_cache
+from advfusion_cli.workflows.task_data import count_examples, data_cache, data_fingerprint
 
 NEW, RESUME, REUSE, RETRAIN = "new", "resume", "reuse", "retrain"
 
@@ -58,6 +58,7 @@ class RunPlan:
     adapters: dict[str, Path] = field(default_factory=dict)  # fusion runs, in slot order
     adapter_sources: dict[str, str] = field(default_factory=dict)
     identity: dict = field(default_factory=dict)  # what makes the run this run (identity.json)
+    data_fingerprint: str | None = None  # digest of the examples it reads (identity.json)
 
 
 @dataclass
@@ -110,6 +111,18 @@ def run_state(run: RunDir, force: bool, phases: list[str]) -> tuple[str, str]:
     return RESUME, f"from step {step} of phase {phase}"
 
 
+def data_state(run: RunDir, state: str, note: str, fingerprint: str | None) -> tuple[str, str]:
+    """A finished or resumable run whose recorded examples differ from today's: retrained
+    from the start (resuming would mix two datasets, reusing would serve a stale result)."""
+    if state not in (REUSE, RESUME):
+        return state, note
+    recorded = run_identity.read_data_fingerprint(run.path / run_identity.IDENTITY_FILE)
+    if not run_identity.data_changed(recorded, fingerprint):
+        return state, note
+    when = "it was trained" if state == REUSE else "its checkpoint"
+    return RETRAIN, f"data changed since {when}: its examples differ"
+
+
 def latest_position(run: RunDir, phases: list[str]) -> tuple[str, int | str] | None:
     """The furthest checkpoint of a run, phases in order: (phase, step) or (phase, 'end')."""
     found = None
@@ -146,18 +159,26 @@ def model_fingerprint(spec: JobSpec) -> dict | None:
 
 
 def _adapter_run(
-    spec: JobSpec, language: str, workdir: Workdir, force: bool, counts: dict, run_name: str | None
+    spec: JobSpec,
+    language: str,
+    workdir: Workdir,
+    force: bool,
+    counts: dict,
+    run_name: str | None,
+    fingerprint: str | None = None,
 ) -> RunPlan:
     stage = stages.adapter_stage_spec(spec, language)
     wanted = stages.identity(stage)
     run_id = run_name or stages.run_id_for(stage, language)
     run = workdir.run(run_id)
     check_identity(run, wanted, force)
-    state, note = run_state(run, force, ["adapter"])
+    if fingerprint is None:
+        fingerprint = data_fingerprint(stage.data, [language], data_cache(spec))
+    state, note = data_state(run, *run_state(run, force, ["adapter"]), fingerprint)
     world = world_size()
     if state == RESUME:
         run_identity.check_process_count(run, world)
-    match = stages.match_adapter(workdir, stage, language, stage.method.name, wanted)
+    match = stages.match_adapter(workdir, stage, language, stage.method.name, wanted, fingerprint)
     mismatch = match.mismatch
     source = imported_from(stages.store_folder(workdir, stage, language, stage.method.name))
     if mismatch and source:  # an imported adapter has no training spec to compare
@@ -179,7 +200,16 @@ def _adapter_run(
     )
     store = match.stored.folder if match.stored is not None else match.slot
     return RunPlan(
-        "adapter", stage, run, state, note, [phase], language=language, store=store, identity=wanted
+        "adapter",
+        stage,
+        run,
+        state,
+        note,
+        [phase],
+        language=language,
+        store=store,
+        identity=wanted,
+        data_fingerprint=fingerprint,
     )
 
 
@@ -249,9 +279,14 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
     missing: list[str] = []
     mismatches: list[str] = []
     counts: dict | None = None
+    cache = data_cache(spec)
+    fingerprints = {lang: data_fingerprint(spec.data, [lang], cache) for lang in languages}
     for language in languages:
         stage = stages.adapter_stage_spec(spec, language)
-        match = stages.match_adapter(workdir, stage, language, kind, stages.identity(stage))
+        wanted_adapter = stages.identity(stage)
+        match = stages.match_adapter(
+            workdir, stage, language, kind, wanted_adapter, fingerprints[language]
+        )
         stored = match.stored or imported_adapter(
             stages.store_folder(workdir, stage, language, kind), language
         )
@@ -262,8 +297,10 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
             reused.append(stored)
             adapters[language], sources[language] = stored.folder, stored.source
         elif train_missing:
-            counts = counts or count_examples(spec.data, languages, data_cache(spec))
-            adapter_run = _adapter_run(spec, language, workdir, False, counts, None)
+            counts = counts or count_examples(spec.data, languages, cache)
+            adapter_run = _adapter_run(
+                spec, language, workdir, False, counts, None, fingerprints[language]
+            )
             runs.append(adapter_run)
             adapters[language], sources[language] = adapter_run.store, adapter_run.run.id
         else:
@@ -272,13 +309,15 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
     if missing:
         raise missing_adapters_error(spec, kind, missing, workdir, mismatches)
 
-    counts = counts or count_examples(spec.data, languages, data_cache(spec))
+    counts = counts or count_examples(spec.data, languages, cache)
     wanted = stages.identity(spec, {"adapters": sources})
     run_id = spec.output.run_name or stages.run_id_for(spec, target, {"adapters": sources})
     run = workdir.run(run_id)
     check_identity(run, wanted, force)
     phases = fusion_phases(spec, counts)
-    state, note = run_state(run, force, [phase.name for phase in phases])
+    # the fusion reads its own phases' languages, and fuses adapters trained on the others
+    fingerprint = data_fingerprint(spec.data, languages, cache)
+    state, note = data_state(run, *run_state(run, force, [p.name for p in phases]), fingerprint)
     if state == RESUME:
         run_identity.check_process_count(run, world_size())
     runs.append(
@@ -292,6 +331,7 @@ def plan_fusion(command: str, spec: JobSpec, force: bool, train_missing: bool) -
             adapters=adapters,
             adapter_sources=sources,
             identity=wanted,
+            data_fingerprint=fingerprint,
         )
     )
     return Plan(command, spec, workdir, runs, reused, world_size())

@@ -112,6 +112,26 @@ def copy_full_into(param: Tensor, full: Tensor) -> None:
             param.copy_(full.to(param.device, param.dtype))
 
 
+def local_region(param: Tensor) -> tuple[slice, ...] | None:
+    """The index region of the whole tensor that this process holds of a sharded parameter
+    (None: it holds all of it), so a checkpoint reader can read just that."""
+    if not is_sharded(param):
+        return None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    shape, offset = compute_local_shape_and_global_offset(
+        param.shape, param.device_mesh, param.placements
+    )
+    return tuple(slice(start, start + size) for start, size in zip(offset, shape, strict=True))
+
+
+def copy_local_into(param: Tensor, local: Tensor) -> None:
+    """Copy this process's part (`local_region`, or the whole tensor) into a parameter."""
+    with torch.no_grad():
+        target = param.to_local() if is_sharded(param) else param
+        target.copy_(local.to(target.device, target.dtype))
+
+
 class _GatheredOptimizer:
     """Stands in for an optimizer whose state was gathered: `state_dict()` is all a
     checkpoint writer asks of it."""

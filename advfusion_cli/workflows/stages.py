@@ -30,6 +30,8 @@ from advfusion_cli.workflows.runs import Workdir, identity_hash, make_run_id
 AdapterMethod = TaskAdapterMethod | CompacterMethod | LoraMethod
 PROVENANCE_FILE = "provenance.json"
 RETENTION_KEYS = ("keep_checkpoints", "keep_optimizer_state")
+# How a run is stopped or waited for on a cluster, not what it trains.
+OPERATIONAL_KEYS = ("stop_signals", "timeout_minutes")
 
 
 def method_label(spec: JobSpec) -> str:
@@ -69,7 +71,7 @@ def identity(spec: JobSpec, extra: dict | None = None) -> dict:
     if spec.training.early_stopping_patience is None:  # off: ids of runs made before it existed
         training.pop("early_stopping_patience")
         training.pop("early_stopping_min_delta")
-    for key in RETENTION_KEYS:  # what is kept on disk, not what is trained
+    for key in (*RETENTION_KEYS, *OPERATIONAL_KEYS):  # kept on disk / how it runs
         training.pop(key, None)
     for section in ("model", "data"):  # an unpinned revision leaves the id as it always was
         if values[section].get("revision") is None:
@@ -144,18 +146,37 @@ class AdapterMatch:
 
 
 def match_adapter(
-    workdir: Workdir, stage: JobSpec, language: str, kind: str, wanted: dict
+    workdir: Workdir,
+    stage: JobSpec,
+    language: str,
+    kind: str,
+    wanted: dict,
+    data: str | None = None,
 ) -> AdapterMatch:
-    """The stored adapter trained with identity `wanted`, looked for in the default slot
-    `<language>/` and then in its own slot `<language>-<hash8>/` (used when the default
-    holds an adapter trained otherwise, which is left as it is)."""
-    from advfusion_cli.workflows.identity import describe_differences, differences
+    """The stored adapter trained with identity `wanted` (and, when `data` is given, on the
+    examples it digests), looked for in the default slot `<language>/` and then in its own
+    slot `<language>-<hash8>/` (used when the default holds an adapter trained otherwise,
+    which is left as it is). An adapter trained as asked but on other data is replaced in
+    its slot."""
+    from advfusion_cli.workflows.identity import (
+        data_changed,
+        describe_differences,
+        differences,
+        read_data_fingerprint,
+    )
 
     default = store_folder(workdir, stage, language, kind)
     own = default.with_name(f"{language}-{identity_hash(wanted)}")
+    stale: Path | None = None  # trained as asked, on other examples
     for folder in (default, own):
         if folder.is_dir() and stored_identity(folder) == wanted:
+            if data_changed(read_data_fingerprint(folder / PROVENANCE_FILE), data):
+                stale = stale or folder
+                continue
             return AdapterMatch(StoredAdapter(language, folder, adapter_source(folder)), folder)
+    if stale is not None:
+        why = f"stored {language} adapter was trained on other {language} examples (data changed)"
+        return AdapterMatch(None, stale, why)
     if not default.is_dir():
         return AdapterMatch(None, default)
     recorded = stored_identity(default)

@@ -180,7 +180,91 @@ def _write_examples_entry(data: DataSpec, language: str, folder) -> dict[str, in
             "validation": list(range(n_train, n_train + len(loaded["validation"]))),
         }
     (folder / INDICES_FILE).write_text(json.dumps(indices))
-    return {split: len(indices[split]) for split in SPLITS}
+    counts = {split: len(indices[split]) for split in SPLITS}
+    return {**counts, "content": _entry_content_digest(rows_path, indices)}
+
+
+CONTENT_BATCH = 2048  # rows hashed at a time (the digest does not depend on it)
+
+
+class _ContentDigest:
+    """sha256 over the examples a run reads, split by split, row by row: what the run trains
+    and evaluates on, independent of how the rows were batched into Arrow."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._digest = hashlib.sha256()
+
+    def split(self, name: str) -> None:
+        self._digest.update(f"\x00split:{name}\x00".encode())
+
+    def columns(self, columns: dict[str, list]) -> None:
+        from advfusion_cli.data.batch_encoding import EXAMPLE_COLUMNS
+
+        for row in zip(*(columns[name] for name in EXAMPLE_COLUMNS), strict=True):
+            self._digest.update(json.dumps(row, ensure_ascii=False).encode())
+            self._digest.update(b"\n")
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:16]
+
+
+def _entry_content_digest(rows_path, indices: dict[str, list[int]]) -> str:
+    from datasets import Dataset
+
+    from advfusion_cli.data.batch_encoding import EXAMPLE_COLUMNS
+
+    rows = Dataset.from_file(str(rows_path))
+    digest = _ContentDigest()
+    for split in SPLITS:
+        digest.split(split)
+        picked = indices[split]
+        for start in range(0, len(picked), CONTENT_BATCH):
+            batch = rows.select(picked[start : start + CONTENT_BATCH])
+            digest.columns({name: batch[name] for name in EXAMPLE_COLUMNS})
+    return digest.hexdigest()
+
+
+def data_fingerprint(
+    data: DataSpec, languages: Sequence[str], cache: PreparedCache | None = None
+) -> str:
+    """A digest of the examples (rendered, split and capped) that a run over `languages`
+    reads: part of a run's identity, so edited records retrain what was trained on them.
+    From the examples entries' manifests with a cache; computed in memory without one (the
+    same digest either way)."""
+    import hashlib
+
+    per_language = {}
+    for language in sorted(set(languages)):
+        if cache is not None:
+            per_language[language] = cache.load_or_build(
+                "examples",
+                _examples_key(data, language),
+                build=lambda folder, lang=language: _write_examples_entry(data, lang, folder),
+                load=_read_content_digest,
+            )
+        else:
+            from advfusion_cli.data.batch_encoding import example_columns
+
+            digest = _ContentDigest()
+            for split in SPLITS:
+                digest.split(split)
+                digest.columns(example_columns(load_examples(data, language, split)))
+            per_language[language] = digest.hexdigest()
+    if len(per_language) == 1:
+        return next(iter(per_language.values()))
+    text = json.dumps(per_language, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_content_digest(entry, info: dict[str, Any]) -> str:
+    from advfusion_cli.data.cache import DamagedEntry
+
+    _read_examples_entry(entry, info)
+    if not isinstance(info.get("content"), str):
+        raise DamagedEntry("no content digest")
+    return info["content"]
 
 
 def _read_examples_entry(entry, info: dict[str, Any]) -> tuple[Any, dict[str, list[int]]]:
@@ -189,7 +273,7 @@ def _read_examples_entry(entry, info: dict[str, Any]) -> tuple[Any, dict[str, li
     indices = json.loads((entry / INDICES_FILE).read_text())
     if {split: len(indices.get(split, [])) for split in SPLITS} != {
         split: int(info[split]) for split in SPLITS
-    }:
+    } or not isinstance(info.get("content"), str):
         raise DamagedEntry("the row indices do not match the counts")
     return entry / ROWS_FILE, indices
 

@@ -52,5 +52,7 @@ def train_adapters(spec: JobSpec, *, force: bool = False, dry_run: bool = False)
         return CommandResult(plan, dry_run=True)
     plan.workdir.ensure_writable()
     training = spec.training
-    session = open_session(training.precision, training.report_to, spec.output.workdir)
+    session = open_session(
+        training.precision, training.report_to, spec.output.workdir, training.timeout_minutes
+    )
     return CommandResult(plan, [run_adapter(run_plan, session) for run_plan in plan.runs])

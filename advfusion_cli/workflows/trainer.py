@@ -7,7 +7,8 @@
                      (+ fusion regularizer / grad_accumulation))
         clip, optimizer step, schedule step
         log (metrics.jsonl, trackers); evaluate and keep the best weights; checkpoint;
-        stop early when eval loss stopped improving; stop cleanly on Ctrl-C
+        stop early when eval loss stopped improving; stop cleanly on Ctrl-C or a stop
+        signal (workflows/preemption.py: checkpoint, then TrainingInterrupted)
     at the end: reload the best weights, write the phase's end state
 
 Checkpoints are written only at optimizer-step boundaries, with the optimizer, scheduler,
@@ -19,8 +20,6 @@ function, a collator and the encoded examples.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from advfusion_cli.workflows.batching import (
 )
 from advfusion_cli.workflows.lm_loss import IGNORE_INDEX
 from advfusion_cli.workflows.optim import build_optimizer, build_scheduler, repage_state
+from advfusion_cli.workflows.preemption import NO_STOP, REQUEUE, StopRequest
 from advfusion_cli.workflows.progress import NullProgress, PhaseProgress, peak_memory_mb
 from advfusion_cli.workflows.runs import RunDir
 from advfusion_cli.workflows.sharding import FSDP, Replicated
@@ -122,34 +122,16 @@ class PhaseResult:
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a clean stop (Ctrl-C): the checkpoint to resume from is on disk."""
+    """Raised after a clean stop (Ctrl-C, a stop signal): the checkpoint to resume from is on
+    disk. `requeue`: a stop signal (or the stop file) asked for it, on this process or
+    another; `signal` names it when it reached this process."""
 
-    def __init__(self, run: RunDir, phase: str, step: int):
+    def __init__(
+        self, run: RunDir, phase: str, step: int, requeue: bool = False, signal: str | None = None
+    ):
         super().__init__(f"interrupted at step {step} of phase '{phase}' in run {run.id}")
         self.run, self.phase, self.step = run, phase, step
-
-
-class StopRequest:
-    """First Ctrl-C: finish the current step, checkpoint, stop. Second Ctrl-C: abort now."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        self.requeue, self.signal = requeue, signal
 
 
 class Trainer:
@@ -233,6 +215,8 @@ class Trainer:
         self.progress.start(phase.name, phase.description, s.total_steps, pos.step)
         session_start, elapsed_before, saved_at = time.perf_counter(), pos.elapsed_s, pos.step
         last_loss = None
+        if pos.step < s.total_steps and (level := self._stop_level()) != NO_STOP:
+            self._interrupt(phase, pos, level)  # a stop while loading: this position is saved
         while pos.step < s.total_steps:
             window_start = time.perf_counter()
             order, loss, regularizer, tokens = self._accumulate_gradients(phase, pos, order)
@@ -262,11 +246,10 @@ class Trainer:
             if stopping_early:
                 self.progress.note_stop(pos.stop_reason)
                 break
-            if not is_last and self._any_process_stopping():
-                if saved_at != pos.step:
+            if not is_last and (level := self._stop_level()) != NO_STOP:
+                if saved_at != pos.step:  # every process joins the checkpoint, then stops
                     self._checkpoint(phase, pos, optimizer, scheduler)
-                self.progress.stop()
-                raise TrainingInterrupted(self.run, phase.name, pos.step)
+                self._interrupt(phase, pos, level)
 
         if s.keep_best and pos.best_step is not None and self._best_file(phase).exists():
             ckpt.load_weights_into(self._best_file(phase), self.trainable)
@@ -495,12 +478,22 @@ class Trainer:
         device = self.accelerator.device
         return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
-    def _any_process_stopping(self) -> bool:
-        """Ctrl-C reaches processes at slightly different times; all stop at the same step."""
-        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.accelerator.device)
+    def _interrupt(self, phase: Phase, pos: ckpt.LoopPosition, level: int) -> None:
+        self.progress.stop()
+        requeue = level == REQUEUE
+        raise TrainingInterrupted(self.run, phase.name, pos.step, requeue, self.stop.signal_name)
+
+    def _stop_level(self) -> int:
+        """Signals reach processes at different times (or only one): one all-reduce per step
+        makes every process see the highest request (Ctrl-C: 1, a stop signal: 2)."""
+        level = self.stop.level()
+        # [asked Ctrl-C, asked a requeue] per process, summed over processes
+        flags = torch.tensor(
+            [float(level != NO_STOP), float(level == REQUEUE)], device=self.accelerator.device
+        )
         if self.world > 1:
-            flag = self.accelerator.reduce(flag, reduction="sum")
-        return bool(flag.item() > 0)
+            flags = self.accelerator.reduce(flags, reduction="sum")
+        return REQUEUE if flags[1].item() > 0 else (NO_STOP if flags[0].item() == 0 else 1)
 
     def _result(self, phase, pos, optimizer, resumed_from, last_loss) -> PhaseResult:
         return PhaseResult(

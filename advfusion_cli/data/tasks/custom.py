@@ -3,7 +3,9 @@
 Records come from JSON Lines, a JSON array, CSV or parquet: one file (split here by the
 grouped, seeded splitter: all records sharing `group_field` land in the same split, whatever
 their language, so one problem cannot be trained on in one language and tested in another)
-or a folder of `train`/`validation`/`test` files (any split alias, any of the formats).
+or a folder of `train`/`validation`/`test` files (any split alias, any of the formats), or
+a folder in a layout of the Hugging Face hub (data/hub_layout.py: README.md configs,
+`data/train-00000-of-00002.parquet` shards, split folders, `config` folders).
 
 The first record of each file fixes the shape: a field the task uses that it lacks is an
 error naming file:line (the template or the spec is wrong, not the record). A later record
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from advfusion_cli.data.csv_rows import iter_csv_rows
+from advfusion_cli.data.hub_layout import README, split_files
 from advfusion_cli.data.languages import display_name, normalize_language
 from advfusion_cli.data.records import Diagnostics, RecordError, TaskExample
 from advfusion_cli.data.sources import RawRow, iter_rows
@@ -53,6 +56,7 @@ class CustomTaskOptions:
     tests_field: str | None = None
     cut_field: str | None = None
     split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    config: str | None = None  # hub layout: which dataset config
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,21 +79,33 @@ class CustomTaskOptions:
 
 
 def hub_patterns(request: LoadRequest, options: CustomTaskOptions) -> list[str]:
-    return [f"*{suffix}" for suffix in RECORD_SUFFIXES]  # fnmatch: also in subfolders
+    # fnmatch: also in subfolders; README.md declares the configs
+    return [*(f"*{suffix}" for suffix in RECORD_SUFFIXES), README]
 
 
 # ---- files -----------------------------------------------------------------------------
 
 
-def record_files(root: Path) -> tuple[dict[str, list[Path]] | None, list[Path]]:
-    """({split: files} for a folder of split files, or None for one file to split), files."""
+def record_files(
+    root: Path, config: str | None = None
+) -> tuple[dict[str, list[Path]] | None, list[Path]]:
+    """({split: files} for a folder of split files, or None for one file to split), files.
+    A folder without record files at its top is read in a hub layout (data/, configs)."""
     if root.is_file():
         if root.suffix.lower() not in RECORD_SUFFIXES:
             raise UserError(f"{root}: not a record file (expected {', '.join(RECORD_SUFFIXES)}).")
         return None, [root]
     found = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in RECORD_SUFFIXES)
+    if not found or config is not None:
+        hub = split_files(root, config, RECORD_SUFFIXES)
+        if hub is not None:
+            per_split = {split: hub.get(split, []) for split in SPLITS}
+            return per_split, [path for split in SPLITS for path in per_split[split]]
     if not found:
-        raise UserError(f"{root}: no record files ({', '.join(RECORD_SUFFIXES)}) in this folder.")
+        raise UserError(
+            f"{root}: no record files ({', '.join(RECORD_SUFFIXES)}) in this folder, nor in a "
+            "hub layout (README.md configs, data/, train/validation/test folders)."
+        )
     if len(found) == 1 and split_of_name(found[0].stem) is None:
         return None, found  # a folder holding one file: split it like the file itself
     per_split: dict[str, list[Path]] = {split: [] for split in SPLITS}
@@ -180,7 +196,12 @@ class Parsed:
     meta: dict
 
 
-def parse_record(row: RawRow, options: CustomTaskOptions, template: Template) -> Parsed:
+def parse_record(
+    row: RawRow, options: CustomTaskOptions, template: Template, file_label: str | None = None
+) -> Parsed:
+    """`file_label`: the file as ids without id_field name it (default: its name; files in
+    a hub layout's subfolders: their path under the root, so data/train/part-0.parquet and
+    data/test/part-0.parquet give distinct ids)."""
     data = row.data
     raw_language = _text(data, options.language_field)
     language = normalize_language(raw_language)
@@ -200,7 +221,8 @@ def parse_record(row: RawRow, options: CustomTaskOptions, template: Template) ->
     tests = ()
     if options.tests_field:
         tests = parse_tests(data.get(options.tests_field), options.tests_field)
-    uid = _text(data, options.id_field) if options.id_field else f"{row.file.name}:{row.line}"
+    label = file_label or row.file.name
+    uid = _text(data, options.id_field) if options.id_field else f"{label}:{row.line}"
     group = _text(data, options.group_field) if options.group_field else uid
     meta = {"file": str(row.file), "line": row.line}
     span = _cut_span(options, template, values, spans)
@@ -228,7 +250,7 @@ def read(
 ) -> list[TaskExample]:
     """Every record of every language (the split of one file does not depend on which
     languages were asked for), then the requested languages' examples."""
-    per_split, files = record_files(root)
+    per_split, files = record_files(root, options.config)
     template = options.parsed
     parsed: list[tuple[Parsed, str | None]] = []  # (record, split of its file or None)
     seen: set[str] = set()
@@ -237,12 +259,13 @@ def read(
         if per_split is not None:
             split = next(s for s, paths in per_split.items() if path in paths)
         shape = None
+        label = path.relative_to(root).as_posix() if root.is_dir() else path.name
         for row in iter_records(path, diagnostics):
             try:
                 if shape is None:
                     shape = Shape(options, row)
                 shape.check(row)
-                record = parse_record(row, options, template)
+                record = parse_record(row, options, template, label)
                 if record.id in seen:
                     raise RecordError(
                         f"duplicate id (field '{options.id_field}')", f"'{record.id}'"
@@ -314,7 +337,7 @@ SPEC = TaskSpec(
 def check_first_records(root: Path, options: CustomTaskOptions) -> list[str]:
     """What `validate` reports: each record file's first record has every field the task
     uses (UserError naming file:line otherwise) and renders; one line per file."""
-    _, files = record_files(root)
+    _, files = record_files(root, options.config)
     template = options.parsed
     lines = []
     for path in files:
