@@ -94,24 +94,6 @@ def full_tensor(tensor: Tensor, keep: bool = True) -> Tensor | None:
     return tensor.detach().to("cpu") if keep else None
 
 
-def copy_full_into(param: Tensor, full: Tensor) -> None:
-    """Copy a whole saved tensor into a live parameter (only this process's slice if sharded)."""
-    with torch.no_grad():
-        if is_sharded(param):
-            from torch.distributed.tensor import distribute_tensor
-
-            # src_data_rank=None: every process already read the full tensor; slice locally.
-            mine = distribute_tensor(
-                full.to(param.device, param.dtype),
-                param.device_mesh,
-                param.placements,
-                src_data_rank=None,
-            )
-            param.to_local().copy_(mine.to_local())
-        else:
-            param.copy_(full.to(param.device, param.dtype))
-
-
 def local_region(param: Tensor) -> tuple[slice, ...] | None:
     """The index region of the whole tensor that this process holds of a sharded parameter
     (None: it holds all of it), so a checkpoint reader can read just that."""
