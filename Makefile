@@ -11,9 +11,9 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: install ruby test test-slow lint format bench clean
+.PHONY: install toolchains test test-slow lint format bench clean
 
-install: $(BIN)/advfusion ruby
+install: $(BIN)/advfusion toolchains
 
 $(BIN)/advfusion: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,12 @@ $(BIN)/advfusion: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-# The demo's headline metric, pass@1, runs the generated Ruby programs: as root with apt the
-# interpreter is installed (quiet, best effort, as .ci/run does); elsewhere one line says how.
-ruby: $(BIN)/advfusion
+# The demo's headline metric, pass@1, runs the generated Ruby programs, and the README's
+# MultiPL-E example runs Lua programs: as root with apt both are installed (quiet, best effort,
+# as .ci/run does); elsewhere one line each says how. Other languages: `advfusion sandbox install`.
+toolchains: $(BIN)/advfusion
 	@$(BIN)/python -m advfusion_cli.sandbox.toolchain_setup ruby
+	@$(BIN)/advfusion sandbox install lua >/dev/null 2>&1 || $(BIN)/advfusion sandbox install lua || true
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
