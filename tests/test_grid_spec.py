@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -118,3 +119,28 @@ def test_a_stage_done_since_it_failed_is_recorded_done(tmp_path):
     assert state.read_state(folder, "a")["state"] == "done"
     assert state.read_state(folder, "a")["error"] is None
     assert (folder / "stages" / "b.pkl").is_file() and not (folder / "stages" / "a.pkl").exists()
+
+
+def test_loading_submitit_closes_none_of_the_process_logging_handlers():
+    """submitit configures logging on import (dictConfig closes every existing handler: a
+    tracker's, absl's, pytest's captured streams); the launcher imports it without that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\n"
+        "closed = []\n"
+        "class Recorder(logging.Handler):\n"
+        "    def close(self):\n"
+        "        closed.append(1)\n"
+        "        super().close()\n"
+        "logging.getLogger().addHandler(Recorder())\n"
+        "from advfusion_cli.grid.launch import require_submitit\n"
+        "require_submitit('local')\n"
+        "print('closed', len(closed))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "closed 0", done.stdout + done.stderr

@@ -36,6 +36,10 @@ MISSING_SUBMITIT = (
 
 
 def require_submitit(launcher: str):
+    # On import submitit applies a logging.config.dictConfig, which closes every logging
+    # handler the process already has (a tracker's, absl's, the user's own); NOCONFIG keeps
+    # them. Its warnings still reach stderr through logging's last-resort handler.
+    os.environ.setdefault("SUBMITIT_LOG_LEVEL", "NOCONFIG")
     try:
         import submitit
     except ImportError:
