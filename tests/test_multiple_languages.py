@@ -388,6 +388,12 @@ def test_compiled_languages_build_then_run_with_the_official_statuses(ext):
 def test_a_build_that_times_out_gets_the_official_status(ext, status):
     if find_multiple_toolchain(ext) is None:
         pytest.skip(install_hint(MULTIPL_E_LANGUAGES[ext]))
-    program = PROGRAMS["cpp"]["ok"] if ext == "cpp" else COMPILED["rs"]
+    # A build that takes far longer than the limit on any machine: g++ builds a small program
+    # in under 50 ms on an idle core, but not one that instantiates std::regex.
+    heavy_cpp = (
+        "#include <regex>\n#include <string>\n"
+        'int main() { std::regex r("a+b*"); return std::regex_match(std::string("aab"), r) ? 0 : 1; }\n'
+    )
+    program = heavy_cpp if ext == "cpp" else COMPILED["rs"]
     result = run(ext, program, compile_timeout_s=0.05)
     assert (result["status"], result["exit_code"]) == (status, -1)
