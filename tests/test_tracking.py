@@ -299,3 +299,18 @@ def test_trackers_that_cannot_rewind_continue_their_run_and_skip_steps_already_s
     assert steps == [1, 2, 3, 4, 5, 6] and evals == [3, 6]
     state = json.loads((run / tracking.STATE_FILE).read_text())
     assert state["mlflow_run_id"] == runs[0][2] and state["last_step"] == 6
+
+
+def test_a_new_event_file_starts_in_a_later_second_than_the_run_s_newest(tmp_path):
+    """TensorBoard orders a run's event files by name (second first, then a per-process
+    counter compared as text): a resumed session's file must not share the second of the
+    interrupted one's, or it may be read first."""
+    import time
+
+    from advfusion_cli.workflows.tracking import start_after_earlier_event_files
+
+    start_after_earlier_event_files(tmp_path / "missing")  # no folder yet: returns at once
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now:010d}.host.1.9").write_bytes(b"")
+    start_after_earlier_event_files(tmp_path)
+    assert int(time.time()) > now

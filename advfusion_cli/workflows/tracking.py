@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,6 +113,24 @@ def read_state(run: RunDir) -> dict:
     return state if isinstance(state, dict) else {}
 
 
+def start_after_earlier_event_files(folder: Path) -> None:
+    """Wait, if need be, until the clock is past the second of the run's newest event file.
+
+    TensorBoard reads a run's event files in name order; a name is
+    `events.out.tfevents.<second>.<host>.<pid>.<counter>`, the counter compared as text. A
+    resumed session's file made in the same second as the interrupted one's (same process:
+    `compare`, tests) can sort first when the counter gains a digit ('10' < '9'), and its
+    restart marker would then drop the wrong steps. A later second sorts it last."""
+    stamps = []
+    for path in folder.glob("events.out.tfevents.*"):
+        second = path.name.split(".")[3]
+        if second.isdigit():
+            stamps.append(int(second))
+    if stamps:
+        while int(time.time()) <= max(stamps):  # at most about a second
+            time.sleep(0.02)
+
+
 def make_trackers(names: Sequence[str], run_name: str, workdir: Path, state: dict) -> list:
     """accelerate tracker objects for one tracker run; `state` holds the ids of an earlier
     session's wandb/MLflow run (a missing one is created and recorded in `state`)."""
@@ -120,6 +139,7 @@ def make_trackers(names: Sequence[str], run_name: str, workdir: Path, state: dic
     made = []
     for name in names:
         if name == "tensorboard":
+            start_after_earlier_event_files(tensorboard_root(workdir) / run_name)
             made.append(TensorBoardTracker(run_name, str(tensorboard_root(workdir))))
         elif name == "wandb":
             state.setdefault("wandb_id", f"{run_name}-{secrets.token_hex(4)}")
