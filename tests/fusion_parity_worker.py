@@ -264,9 +264,31 @@ class UnitMemoryWatch:
             watch.most_whole_layers = max(watch.most_whole_layers, len(whole))
 
         FusionLayer.__init__ = counted_init
+        # Whole tensors gathered from shards onto this process (checkpoints, best weights,
+        # export) alive at once: counted from sharding.full_tensor to each one's release.
+        self.live_tensors = 0
+        self.most_gathered_tensors = 0
+        full_tensor = sharding.full_tensor
+
+        def released() -> None:
+            watch.live_tensors -= 1
+
+        def counted_full_tensor(tensor, keep=True):
+            whole = full_tensor(tensor, keep)
+            if whole is not None and sharding.is_sharded(tensor):
+                watch.live_tensors += 1
+                watch.most_gathered_tensors = max(watch.most_gathered_tensors, watch.live_tensors)
+                weakref.finalize(whole, released)
+            return whole
+
+        sharding.full_tensor = counted_full_tensor
 
     def report(self) -> dict:
-        return {"most_gathered": self.most_gathered, "most_whole_layers": self.most_whole_layers}
+        return {
+            "most_gathered": self.most_gathered,
+            "most_whole_layers": self.most_whole_layers,
+            "most_gathered_tensors": self.most_gathered_tensors,
+        }
 
 
 def _holds_whole_parameters(layer) -> bool:
