@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fusion_parity as fp  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+from advfusion_cli.workflows import checkpoint as ckpt  # noqa: E402
 from advfusion_cli.workflows import sharding, trainer  # noqa: E402
 from advfusion_cli.workflows.execute import causal_lm_loss  # noqa: E402
 
@@ -91,6 +93,12 @@ def restores(accelerator, out: Path, adapters) -> None:
             raise AssertionError("the run was not interrupted")
         except trainer.TrainingInterrupted as interrupted:
             assert interrupted.step == 2, interrupted.step
+    if rank == 0:  # what the interrupted run's checkpoint holds, for the test to read
+        (saved,) = (out / "resume").rglob("step-000002")
+        with safe_open(str(saved / ckpt.MOMENTS_FILE), framework="pt") as moments:
+            shapes = {name: moments.get_slice(name).get_shape() for name in moments.keys()}  # noqa: SIM118
+        listing = {"files": sorted(p.name for p in saved.iterdir()), "moments": shapes}
+        (out / "resume-checkpoint.json").write_text(json.dumps(listing))
     torch.manual_seed(0)
     *_, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "resume")
     weights = gathered(params)
@@ -157,10 +165,10 @@ def parity(accelerator, out: Path, adapters) -> None:
         with torch.no_grad():  # a sharded forward: both processes run it
             prepared.eval()
             logits = prepared(**fp.probe_batch()).logits
-        export = layout.exporter(trainable)  # both processes join the gathers
+        export = layout.exporter(trainable)
         if rank == 0:
             torch.save(logits, out / f"logits-{name}.pt")
-            export(out / f"export-{name}")
+        export(out / f"export-{name}" if rank == 0 else None)  # both join each gather
         accelerator.wait_for_everyone()
 
         torch.manual_seed(0)
