@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fusion_parity as fp  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+from advfusion_cli.workflows import checkpoint as ckpt  # noqa: E402
 from advfusion_cli.workflows import sharding, trainer  # noqa: E402
 from advfusion_cli.workflows.execute import causal_lm_loss  # noqa: E402
 
@@ -91,6 +93,12 @@ def restores(accelerator, out: Path, adapters) -> None:
             raise AssertionError("the run was not interrupted")
         except trainer.TrainingInterrupted as interrupted:
             assert interrupted.step == 2, interrupted.step
+    if rank == 0:  # what the interrupted run's checkpoint holds, for the test to read
+        (saved,) = (out / "resume").rglob("step-000002")
+        with safe_open(str(saved / ckpt.MOMENTS_FILE), framework="pt") as moments:
+            shapes = {name: moments.get_slice(name).get_shape() for name in moments.keys()}  # noqa: SIM118
+        listing = {"files": sorted(p.name for p in saved.iterdir()), "moments": shapes}
+        (out / "resume-checkpoint.json").write_text(json.dumps(listing))
     torch.manual_seed(0)
     *_, params, _ = train_fsdp(accelerator, "adapterfusion", adapters, out / "resume")
     weights = gathered(params)
@@ -157,10 +165,10 @@ def parity(accelerator, out: Path, adapters) -> None:
         with torch.no_grad():  # a sharded forward: both processes run it
             prepared.eval()
             logits = prepared(**fp.probe_batch()).logits
-        export = layout.exporter(trainable)  # both processes join the gathers
+        export = layout.exporter(trainable)
         if rank == 0:
             torch.save(logits, out / f"logits-{name}.pt")
-            export(out / f"export-{name}")
+        export(out / f"export-{name}" if rank == 0 else None)  # both join each gather
         accelerator.wait_for_everyone()
 
         torch.manual_seed(0)
@@ -264,9 +272,31 @@ class UnitMemoryWatch:
             watch.most_whole_layers = max(watch.most_whole_layers, len(whole))
 
         FusionLayer.__init__ = counted_init
+        # Whole tensors gathered from shards onto this process (checkpoints, best weights,
+        # export) alive at once: counted from sharding.full_tensor to each one's release.
+        self.live_tensors = 0
+        self.most_gathered_tensors = 0
+        full_tensor = sharding.full_tensor
+
+        def released() -> None:
+            watch.live_tensors -= 1
+
+        def counted_full_tensor(tensor, keep=True):
+            whole = full_tensor(tensor, keep)
+            if whole is not None and sharding.is_sharded(tensor):
+                watch.live_tensors += 1
+                watch.most_gathered_tensors = max(watch.most_gathered_tensors, watch.live_tensors)
+                weakref.finalize(whole, released)
+            return whole
+
+        sharding.full_tensor = counted_full_tensor
 
     def report(self) -> dict:
-        return {"most_gathered": self.most_gathered, "most_whole_layers": self.most_whole_layers}
+        return {
+            "most_gathered": self.most_gathered,
+            "most_whole_layers": self.most_whole_layers,
+            "most_gathered_tensors": self.most_gathered_tensors,
+        }
 
 
 def _holds_whole_parameters(layer) -> bool:

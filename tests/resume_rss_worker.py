@@ -1,5 +1,6 @@
 """One process of test_resume_memory: restore a sharded parameter and its AdamW moments from
-a whole-tensor checkpoint (as Trainer._restore does) and report its resident memory."""
+a whole-tensor checkpoint (as Trainer._restore does: moments in `state.pt`, or in the moments
+file FSDP checkpoints write) and report its resident memory."""
 
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ def main(folder: Path) -> None:
 
     ckpt.load_weights_into(folder / ckpt.WEIGHTS_FILE, {"weight": param})
     state = ckpt.read_state(folder)
-    optimizer.load_state_dict(layout.local_optimizer_state(state["optimizer"], [param]))
+    saved = ckpt.with_moments(folder, state["optimizer"], [param])  # FSDP's moments file
+    optimizer.load_state_dict(layout.local_optimizer_state(saved, [param]))
+    del saved
     del state
     peak = status_kib("VmHWM")
 

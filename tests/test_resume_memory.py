@@ -1,6 +1,7 @@
 """Resume reads only what each process keeps: two gloo processes restore a sharded parameter
-and its AdamW moments from a whole-tensor checkpoint, and each one's resident memory grows
-by less than one copy of the checkpoint (the old reader took the whole files per process)."""
+and its AdamW moments from a whole-tensor checkpoint (moments in `state.pt`, or in FSDP's
+moments file), and each one's resident memory grows by less than one copy of the checkpoint
+(the old reader took the whole files per process)."""
 
 from __future__ import annotations
 
@@ -25,22 +26,31 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def write_checkpoint(folder: Path) -> int:
-    """A checkpoint as the main process writes it (whole tensors); returns its size."""
+def write_checkpoint(folder: Path, moments_file: bool) -> int:
+    """A checkpoint as the main process writes it (whole tensors), the moments in `state.pt`
+    (single process, DDP, FSDP before moments had their own file) or in the moments file
+    (FSDP); returns its size."""
     folder.mkdir()
     save_file({"weight": expected(0)}, str(folder / ckpt.WEIGHTS_FILE))
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     groups = optimizer.state_dict()["param_groups"]
-    moments = {"step": torch.tensor(3.0), "exp_avg": expected(1), "exp_avg_sq": expected(2)}
+    moments = {"exp_avg": expected(1), "exp_avg_sq": expected(2)}
+    kept = {"step": torch.tensor(3.0)}
+    if moments_file:
+        named = {f"0.{key}": value for key, value in moments.items()}
+        save_file(named, str(folder / ckpt.MOMENTS_FILE))
+    else:
+        kept |= moments
     torch.save(
-        {"optimizer": {"state": {0: moments}, "param_groups": groups}},
+        {"optimizer": {"state": {0: kept}, "param_groups": groups}},
         folder / ckpt.STATE_FILE,
     )
     return sum(p.stat().st_size for p in folder.iterdir())
 
 
-def test_each_process_resumes_below_one_checkpoint_copy(tmp_path):
-    size = write_checkpoint(tmp_path / "step-000003")
+@pytest.mark.parametrize("moments_file", [False, True], ids=["moments-in-state", "moments-file"])
+def test_each_process_resumes_below_one_checkpoint_copy(tmp_path, moments_file):
+    size = write_checkpoint(tmp_path / "step-000003", moments_file)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])

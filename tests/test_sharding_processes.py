@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
 
 from advfusion_cli.engine import attach_host
+from advfusion_cli.workflows import checkpoint as ckpt
 
 WORKER = Path(__file__).resolve().parent / "fusion_parity_worker.py"
 TOLERANCE = 1e-5
@@ -168,6 +169,13 @@ def test_fsdp_resume_loads_each_process_its_own_slice_of_the_checkpoint(parity_r
     run = parity_runs / "resume"
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in steps if "loss" in m] == [1, 2, 3, 4]
+    # The step-2 checkpoint it resumed from: whole moments in their own file, by name
+    saved = json.loads((parity_runs / "resume-checkpoint.json").read_text())
+    assert {ckpt.WEIGHTS_FILE, ckpt.STATE_FILE, ckpt.MOMENTS_FILE} <= set(saved["files"])
+    names = [name.split(".", 1) for name in saved["moments"]]
+    indexes = {index for index, _ in names}
+    assert sorted(key for _, key in names) == sorted(["exp_avg", "exp_avg_sq"] * len(indexes))
+    assert any(shape == [32, 32] for shape in saved["moments"].values())  # whole, not rows
 
 
 def test_fsdp_keep_best_reloads_the_best_weights_into_every_shard(parity_runs):
@@ -204,6 +212,10 @@ def test_adv_fuse_command_under_fsdp_finishes_and_exports_a_loadable_fusion(pari
     weights = load_file(str(run / "final" / "fusion.safetensors"))
     values = [t for name, t in weights.items() if name.endswith("value.weight")]
     assert values and all(tuple(t.shape) == (32, 32) for t in values)  # whole, not a shard
+    # The finished run dropped its optimizer state: the FSDP moments file went with it.
+    ends = sorted((run / "checkpoints").glob("*/end"))
+    assert ends and all((end / ckpt.WEIGHTS_FILE).is_file() for end in ends)
+    assert not any((end / ckpt.MOMENTS_FILE).exists() for end in ends)
 
 
 @pytest.mark.slow
@@ -258,4 +270,14 @@ def test_no_process_holds_more_than_one_whole_fusion_unit(parity_runs):
     time (the live layers are built on the meta device and materialised as shards)."""
     for rank in (0, 1):
         report = json.loads((parity_runs / f"cli-units-rank{rank}.json").read_text())
-        assert report == {"most_gathered": 1, "most_whole_layers": 1}
+        assert report["most_gathered"] == 1 and report["most_whole_layers"] == 1, report
+
+
+def test_checkpoints_and_export_hold_one_gathered_tensor_at_a_time(parity_runs):
+    """The `adv-fuse` run's checkpoints (weights and Adam moments), best weights and export
+    stream their files: the main process holds at most one whole tensor gathered from the
+    shards at any moment (writing it before gathering the next); the other process keeps
+    none. Keeping every gathered tensor until its file is written counts them all."""
+    main = json.loads((parity_runs / "cli-units-rank0.json").read_text())
+    other = json.loads((parity_runs / "cli-units-rank1.json").read_text())
+    assert (main["most_gathered_tensors"], other["most_gathered_tensors"]) == (1, 0)

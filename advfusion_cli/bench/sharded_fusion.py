@@ -7,7 +7,7 @@ random task adapters fused (AdapterFusion, full rank), built as the workflows bu
 the meta device under FSDP). Each process measures its resident memory with the base and
 adapters loaded ("before", no fusion yet), then the peak RSS of each stage: setup (fusion
 built and prepared), training steps, evaluation (forwards), a checkpoint (whole weights and
-moments gathered to the main process) and the export. The fusion's share of a stage is its
+moments streamed to files by the main process, one gathered tensor at a time) and the export. The fusion's share of a stage is its
 peak minus "before" (the peak is reset between stages through /proc/self/clear_refs). Prints
 one table with the FSDP/DDP ratios, and the exact local fusion-state element counts. CPU
 (gloo) without CUDA, one GPU per process with it (RSS then misses GPU memory).
@@ -72,9 +72,9 @@ def measure(kind: str, hidden: int, layers: int, steps: int) -> None:
     import torch
     import torch.distributed as dist
     from accelerate import Accelerator
-    from safetensors.torch import save_file
 
     from advfusion_cli.engine import FusionConfig
+    from advfusion_cli.workflows import checkpoint as ckpt
     from advfusion_cli.workflows import sharding
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -121,17 +121,20 @@ def measure(kind: str, hidden: int, layers: int, steps: int) -> None:
     stage_done("eval")
 
     with tempfile.TemporaryDirectory() as scratch:
-        weights = layout.full_weights(named)  # every process joins; whole on the main one
-        state = layout.full_optimizer(optimizer).state_dict()
-        if accelerator.is_main_process:
-            save_file({k: v.detach().contiguous() for k, v in weights.items()}, f"{scratch}/w")
-            torch.save(state, f"{scratch}/state.pt")
-        del weights, state
+        folder = Path(scratch) if accelerator.is_main_process else None
+        state, moments = layout.optimizer_parts(optimizer)
+        # every process joins each gather; the main process streams the files as a run does
+        ckpt.write_tensors(folder, layout.weight_entries(named), moments)
+        if folder is not None:
+            torch.save(state, folder / ckpt.STATE_FILE)
+        del state, moments
         stage_done("checkpoint")
         trainable = SimpleNamespace(host=host, export=host.save_fusion)
-        export = layout.exporter(trainable)  # every process joins under FSDP
+        export = layout.exporter(trainable)
         if accelerator.is_main_process:
             export(Path(scratch) / "export")
+        elif layout.exports_collectively:
+            export(None)  # FSDP: join each tensor's gather
         del export
         stage_done("export")
 

@@ -37,6 +37,7 @@ from advfusion_cli.engine.modules import (
     new_phm_rule,
 )
 from advfusion_cli.engine.places import AdapterPlace, Routing, module_device
+from advfusion_cli.engine.safetensors_stream import StreamedTensor
 from advfusion_cli.errors import UserError, unknown_name_error
 
 HOST_ATTRIBUTE = "_advfusion_host"
@@ -489,14 +490,18 @@ class AdapterHost:
         return loaded
 
     def save_fusion(
-        self, folder: str | os.PathLike, tensors: dict[str, Tensor] | None = None
-    ) -> Path:
+        self,
+        folder: str | os.PathLike | None,
+        streamed: list[StreamedTensor] | None = None,
+        write: bool = True,
+    ) -> Path | None:
         """Write the fusion layers to `folder` (fusion.safetensors + fusion_config.json).
-        `tensors`: whole weights gathered elsewhere (a sharded run), under the names
-        `host_io.fusion_tensors` gives; default the live layers'."""
+        `streamed`: the weights as entries produced one at a time (a sharded run gathers
+        each), under the names `host_io.fusion_tensors` gives; default the live layers'.
+        write=False: produce the entries (join the gathers) and write nothing."""
         self._check_attached()
         self._require_fusion()
-        return host_io.save_fusion(self, Path(folder), tensors)
+        return host_io.save_fusion(self, None if folder is None else Path(folder), streamed, write)
 
     def load_fusion(self, folder: str | os.PathLike, *, strict_base: bool = True) -> None:
         """Rebuild and load a saved fusion; its adapters must already be loaded."""

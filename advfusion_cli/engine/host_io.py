@@ -13,12 +13,15 @@ import torch
 from torch import Tensor
 
 from advfusion_cli.engine.modules import AdapterConfig, FusionConfig, FusionLayer
+from advfusion_cli.engine.safetensors_stream import StreamedTensor, write_streamed
 from advfusion_cli.engine.serialization import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     FORMAT_VERSION,
     FUSION_CONFIG,
     FUSION_WEIGHTS,
+    TENSOR_METADATA,
+    atomic_path,
     base_fingerprint,
     check_fingerprint,
     check_tensors,
@@ -129,14 +132,26 @@ def load_adapter(host: AdapterHost, folder: Path, name: str | None, strict_base:
     return name
 
 
-def save_fusion(host: AdapterHost, folder: Path, tensors: dict[str, Tensor] | None = None) -> Path:
+def save_fusion(
+    host: AdapterHost,
+    folder: Path | None,
+    streamed: list[StreamedTensor] | None = None,
+    write: bool = True,
+) -> Path | None:
     state = host.fusion_state
+    live = fusion_tensors(host)
+    if streamed is not None and {e.name for e in streamed} != set(live):
+        raise ValueError("save_fusion: the given tensors are not this host's fusion weights")
+    if not write:  # another process writes: only take part in producing each tensor
+        write_streamed(None, streamed or [])
+        return None
     _folder_for_write(folder)
     first = host.place(0, state.places[0]).fusion
-    live = fusion_tensors(host)
-    if tensors is not None and set(tensors) != set(live):
-        raise ValueError("save_fusion: the given tensors are not this host's fusion weights")
-    write_tensors(folder / FUSION_WEIGHTS, live if tensors is None else tensors)
+    if streamed is None:
+        write_tensors(folder / FUSION_WEIGHTS, live)
+    else:
+        with atomic_path(folder / FUSION_WEIGHTS) as tmp:
+            write_streamed(tmp, streamed, metadata=TENSOR_METADATA)
     write_json(
         folder / FUSION_CONFIG,
         {

@@ -115,11 +115,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+TENSOR_METADATA = {"format": "pt"}  # what torch-based readers expect in the header
+
+
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     # Own CPU copies: safetensors refuses views that share storage and non-contiguous tensors.
     owned = {k: t.detach().to("cpu", copy=True).contiguous() for k, t in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(owned, str(tmp), metadata={"format": "pt"})
+        save_file(owned, str(tmp), metadata=TENSOR_METADATA)
 
 
 def read_json(path: Path) -> dict[str, Any]:

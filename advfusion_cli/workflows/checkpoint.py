@@ -5,14 +5,19 @@ A checkpoint is a folder `step-NNNNNN/` published by one rename, holding
 - `state.pt` — optimizer and scheduler state dicts, the loop position (phase, step, epoch,
   index into the epoch's permutation), best-eval bookkeeping: tensors and plain Python
   values only, read back with `torch.load(weights_only=True)`;
+- `moments.safetensors` (FSDP only) — the optimizer's sharded moments, whole, named
+  `<param index>.<key>`; `state.pt` then holds the optimizer state without them (older
+  checkpoints, and every single-process or DDP one, keep the moments in `state.pt`);
 - `rng-rank<r>.pt` — each process's RNG states (torch CPU/CUDA, Python, NumPy).
 Restoring all three at an optimizer-step boundary makes a resumed run bit-identical to an
 uninterrupted one on CPU.
 
-Reading back never holds a whole extra copy per process: weights are read tensor by
-tensor from the safetensors file, and under FSDP only the rows a process keeps
-(`get_slice`); `state.pt` is memory-mapped, so a process touches only the moments (or the
-slices of them) it loads.
+Writing never holds more than one whole tensor on the main process beyond what it trains
+with: the safetensors files are streamed (header first, then each tensor produced — under
+FSDP gathered —, written and dropped). Reading back never holds a whole extra copy per
+process: weights and moments are read tensor by tensor from the safetensors files, and
+under FSDP only the rows a process keeps (`get_slice`); `state.pt` is memory-mapped, so a
+process touches only the moments (or the slices of them) it loads.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import Tensor
 
+from advfusion_cli.engine.safetensors_stream import StreamedTensor, write_streamed
 from advfusion_cli.workflows import atomic
-from advfusion_cli.workflows.sharding import copy_local_into, local_region
+from advfusion_cli.workflows.sharding import copy_local_into, local_region, sharded_from_rows
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
+MOMENTS_FILE = "moments.safetensors"
 
 
 @dataclass
@@ -85,13 +92,13 @@ def _as_tuple(value):
     return value
 
 
-def trainable_state(named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of the trainable tensors (contiguous, as safetensors needs)."""
-    return {name: p.detach().to("cpu").contiguous().clone() for name, p in named.items()}
-
-
-def save_weights(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
-    atomic.write_with(path, lambda tmp: save_file(trainable_state(named), str(tmp)))
+def save_weights(path: Path | None, entries: list[StreamedTensor]) -> None:
+    """Stream the trainable weights to `path` (replaced atomically); every process of a
+    sharded run calls this with the same entries, path None where it does not write."""
+    if path is None:
+        write_streamed(None, entries)
+    else:
+        atomic.write_with(path, lambda tmp: write_streamed(Path(tmp), entries))
 
 
 def load_weights_into(path: Path, named: dict[str, torch.nn.Parameter]) -> None:
@@ -148,17 +155,28 @@ def write_rng(tmp_dir: Path, rank: int) -> None:
     torch.save(rng_state(), tmp_dir / f"rng-rank{rank}.pt")
 
 
+def write_tensors(
+    tmp_dir: Path | None, weights: list[StreamedTensor], moments: list[StreamedTensor]
+) -> None:
+    """The checkpoint's safetensors files, streamed: trainable weights, then (FSDP) the
+    moments. Every process calls this with the same entries; tmp_dir None where it does not
+    write (it only joins the gathers)."""
+    write_streamed(None if tmp_dir is None else tmp_dir / WEIGHTS_FILE, weights)
+    if moments:
+        write_streamed(None if tmp_dir is None else tmp_dir / MOMENTS_FILE, moments)
+
+
 def write_main_state(
     tmp_dir: Path,
-    named: dict[str, torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     position: LoopPosition,
     extra: dict | None = None,
 ) -> None:
-    save_file(trainable_state(named), str(tmp_dir / WEIGHTS_FILE))
+    """`state.pt` (main process): the optimizer state (without the moments written to the
+    moments file, if any), the scheduler, the loop position."""
     state = {
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "position": position.to_dict(),
         "extra": extra or {},  # non-parameter training state, e.g. a temperature counter
@@ -203,3 +221,30 @@ def read_rng(checkpoint: Path, rank: int) -> dict | None:
     if not path.exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def with_moments(checkpoint: Path, optimizer_state: dict, params: list[Tensor]) -> dict:
+    """The saved optimizer state with the moments of `moments.safetensors` put back (a
+    checkpoint without that file is returned as it is: its moments are in `state.pt`).
+    Each moment is read alone; of a sharded parameter only this process's rows, returned
+    sharded like the parameter. `params` in the optimizer's parameter order."""
+    path = checkpoint / MOMENTS_FILE
+    if not path.exists():
+        return optimizer_state
+    order = [i for group in optimizer_state["param_groups"] for i in group["params"]]
+    by_index = dict(zip(order, params, strict=True))
+    per_param = {index: dict(values) for index, values in optimizer_state["state"].items()}
+    with safe_open(str(path), framework="pt", device="cpu") as saved:
+        for name in saved.keys():  # noqa: SIM118 (safe_open has no __iter__)
+            index_text, key = name.split(".", 1)
+            index = int(index_text)
+            if index not in by_index:
+                raise RuntimeError(f"{path}: moment {name} names no parameter of the optimizer")
+            param = by_index[index]
+            region = local_region(param)
+            if region is None:
+                value = saved.get_tensor(name)
+            else:  # (rows of this process, ...) of the whole moment
+                value = sharded_from_rows(param, saved.get_slice(name)[region])
+            per_param.setdefault(index, {})[key] = value
+    return {**optimizer_state, "state": per_param}

@@ -438,9 +438,11 @@ def _train(
         distributed=layout.kind,
     )
     export_started = time.perf_counter()
-    export = layout.exporter(trainable)  # FSDP: every process joins, one tensor at a time
+    export = layout.exporter(trainable)
     if session.is_main:
         atomic.publish_dir(export, run.final)
+    elif layout.exports_collectively:
+        export(None)  # FSDP: join each tensor's gather while the main process writes it
     accelerator.wait_for_everyone()
     timings["export_s"] = time.perf_counter() - export_started
     outcome.elapsed_s = time.perf_counter() - started

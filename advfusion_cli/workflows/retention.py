@@ -32,6 +32,10 @@ def drop_optimizer_states(checkpoints: Path) -> int:
         state["optimizer"] = None
         atomic.write_with(state_file, lambda tmp, s=state: torch.save(s, tmp))
         freed += before - state_file.stat().st_size
+        moments = state_file.parent / ckpt.MOMENTS_FILE  # an FSDP run's moments, if any
+        if moments.exists():
+            freed += moments.stat().st_size
+            moments.unlink()
     return freed
 
 

@@ -8,16 +8,18 @@ exactly as loaded, whole on every process: the root module is wrapped with every
 own parameters ignored, only so that it drives the fusion layers' all-gathers and
 reduce-scatters. Gradients are averaged over processes by the reduce-scatter, as DDP does.
 
-Checkpoints stay in the single-process format: the trainer gathers the full tensors (a
-collective every process joins) and the main process writes them; a restore reads the full
-tensors on every process and keeps its own slice. So a checkpoint or an exported fusion does
-not depend on how many processes wrote it.
+Checkpoints hold whole tensors, whatever the number of processes that wrote them: the
+main process streams each file (`StreamedTensor` entries, written by the engine's
+safetensors stream), gathering one tensor (a collective every process joins), writing it and
+dropping it before the next; a restore reads only each process's rows. Under FSDP the Adam
+moments go to their own safetensors file (`optimizer_parts`); the rest of the optimizer
+state stays in `state.pt`.
 
 Memory: a run built for FSDP creates its fusion layers on the meta device and materialises
 each process's slice from the values one process would draw (`initialise_local_shards`, one
 unit at a time); evaluation runs ordinary sharded forwards (each unit gathered for its own
 forward, every process running as many batches); checkpoints and exports gather one tensor
-at a time onto the main process's CPU. So no process holds more than one whole unit outside
+at a time onto the main process's CPU and write it before gathering the next. So no process holds more than one whole unit outside
 a backward pass (FSDP's backward prefetch gathers the next unit early). Under bf16 the units
 compute with bf16 copies of their parameters and reduce gradients in fp32
 (`mixed_precision_policy`); under gradient accumulation only the step's last backward
@@ -34,6 +36,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from advfusion_cli.engine.safetensors_stream import StreamedTensor
 from advfusion_cli.errors import UserError
 
 NONE, DDP, FSDP = "none", "ddp", "fsdp"
@@ -114,17 +117,6 @@ def copy_local_into(param: Tensor, local: Tensor) -> None:
         target.copy_(local.to(target.device, target.dtype))
 
 
-class _GatheredOptimizer:
-    """Stands in for an optimizer whose state was gathered: `state_dict()` is all a
-    checkpoint writer asks of it."""
-
-    def __init__(self, state: dict):
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
-
-
 class Replicated:
     """One process, or DDP: every process holds the whole state; nothing to gather."""
 
@@ -134,11 +126,14 @@ class Replicated:
     def prepare(self, accelerator, model: nn.Module) -> nn.Module:
         return accelerator.prepare(model)
 
-    def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
-        return named
+    def weight_entries(self, named: dict[str, nn.Parameter]) -> list[StreamedTensor]:
+        """The trainable weights as streamed-file entries (each a CPU copy when produced)."""
+        return [_entry(name, p, lambda p=p: full_tensor(p)) for name, p in named.items()]
 
-    def full_optimizer(self, optimizer):
-        return optimizer
+    def optimizer_parts(self, optimizer) -> tuple[dict, list[StreamedTensor]]:
+        """(the optimizer state for `state.pt`, entries of a moments file): replicated
+        moments stay in `state.pt`, so there is no moments file."""
+        return optimizer.state_dict(), []
 
     def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
         return state
@@ -149,6 +144,10 @@ class Replicated:
     def exporter(self, trainable):
         """The trainable's exporter (called on the main process only)."""
         return trainable.export
+
+    # Whether every process must call the exporter (with folder None where it does not
+    # write): it gathers each tensor while the main process writes it.
+    exports_collectively = False
 
     def gradient_sync(self, accelerator, model: nn.Module, last: bool):
         """Context for one micro-batch's backward: average gradients only on the last."""
@@ -205,22 +204,28 @@ class FusionSharded(Replicated):
         finally:
             model.set_requires_gradient_sync(True)
 
-    def full_weights(self, named: dict[str, nn.Parameter]) -> dict[str, Tensor]:
-        """Whole weights on the main process ({} elsewhere); every process must call it."""
-        gathered = {name: full_tensor(p, self.is_main) for name, p in named.items()}
-        return gathered if self.is_main else {}
+    def weight_entries(self, named: dict[str, nn.Parameter]) -> list[StreamedTensor]:
+        """Entries gathered one at a time when the file is written (every process must write
+        with them: each produce is a collective; only the main process keeps the tensor)."""
+        return [
+            _entry(name, p, lambda p=p: full_tensor(p, self.is_main)) for name, p in named.items()
+        ]
 
-    def full_optimizer(self, optimizer) -> _GatheredOptimizer:
-        """Whole moments on the main process (nothing elsewhere); every process must call it."""
+    def optimizer_parts(self, optimizer) -> tuple[dict, list[StreamedTensor]]:
+        """(the optimizer state without its sharded moments, for `state.pt` on the main
+        process ({} elsewhere); the moments as entries named `<param index>.<key>`, gathered
+        one at a time when the moments file is written by every process)."""
         state = optimizer.state_dict()
-        gathered = {
-            index: {
-                key: full_tensor(value, self.is_main) if isinstance(value, Tensor) else value
-                for key, value in per_param.items()
-            }
-            for index, per_param in state["state"].items()
-        }
-        return _GatheredOptimizer({**state, "state": gathered} if self.is_main else {})
+        kept, entries = {}, []
+        for index, per_param in state["state"].items():
+            kept[index] = {}
+            for key, value in per_param.items():
+                if is_sharded(value):
+                    produce = lambda v=value: full_tensor(v, self.is_main)  # noqa: E731
+                    entries.append(_entry(moment_name(index, key), value, produce))
+                else:
+                    kept[index][key] = value  # e.g. Adam's step count: whole on every process
+        return ({**state, "state": kept} if self.is_main else {}), entries
 
     def local_optimizer_state(self, state: dict, params: list[nn.Parameter]) -> dict:
         """Turn saved whole moments into this process's slices, matched by parameter order."""
@@ -236,15 +241,42 @@ class FusionSharded(Replicated):
         return {**state, "state": local}
 
     forward_communicates = True  # a unit's forward all-gathers its parameters
+    exports_collectively = True  # each tensor gathered while the main process writes it
 
     def exporter(self, trainable):
-        """Gather the fusion whole onto the main process's CPU, one tensor at a time (every
-        process must call this); the returned exporter writes it there."""
+        """The fusion's exporter; every process must call it (folder None elsewhere than on
+        the main process): each tensor is gathered onto the main process's CPU, written and
+        dropped before the next."""
         from advfusion_cli.engine.host_io import fusion_tensors
 
         host = trainable.host
-        tensors = {name: full_tensor(t, self.is_main) for name, t in fusion_tensors(host).items()}
-        return lambda folder: host.save_fusion(folder, tensors=tensors if self.is_main else None)
+        entries = self.weight_entries(fusion_tensors(host))
+        return lambda folder: host.save_fusion(folder, streamed=entries, write=self.is_main)
+
+
+def _entry(name: str, tensor: Tensor, produce) -> StreamedTensor:
+    """A streamed-file entry for a (possibly sharded) tensor: its global shape and dtype."""
+    return StreamedTensor(name, tuple(tensor.shape), tensor.dtype, produce)
+
+
+def moment_name(index: int, key: str) -> str:
+    """A moment's name in the moments file: the optimizer's parameter index and state key."""
+    return f"{index}.{key}"
+
+
+def sharded_from_rows(param: Tensor, rows: Tensor) -> Tensor:
+    """A tensor sharded like `param` (a DTensor) from this process's rows of it
+    (`local_region`), read from a checkpoint; no collective."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(
+        rows.to(param.device),
+        param.device_mesh,
+        param.placements,
+        run_check=False,
+        shape=param.shape,
+        stride=param.stride(),
+    )
 
 
 # ---- sharded construction and mixed precision (issue 25) ----------------------------------

@@ -396,9 +396,9 @@ class Trainer:
         pos.evals_without_improvement = 0 if counts else pos.evals_without_improvement + 1
         if improved:
             pos.best_eval_loss, pos.best_step = eval_loss, pos.step
-            weights = self.sharding.full_weights(self.trainable)  # every process joins
-            if self.is_main:
-                ckpt.save_weights(self._best_file(phase), weights)
+            entries = self.sharding.weight_entries(self.trainable)
+            # every process joins (one gather per tensor); the main process writes
+            ckpt.save_weights(self._best_file(phase) if self.is_main else None, entries)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             record = {"phase": phase.name, "step": pos.step, "eval_loss": round(eval_loss, 6)}
@@ -446,12 +446,14 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         tmp = ckpt.pending(parent, name)
         ckpt.write_rng(tmp, self.rank)
-        weights = self.sharding.full_weights(self.trainable)  # every process joins
-        optimizer = self.sharding.full_optimizer(optimizer)
+        weights = self.sharding.weight_entries(self.trainable)
+        optimizer_state, moments = self.sharding.optimizer_parts(optimizer)
+        # every process joins (one gather per tensor); the main process streams the files
+        ckpt.write_tensors(tmp if self.is_main else None, weights, moments)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             extra = self.extra_state()
-            ckpt.write_main_state(tmp, weights, optimizer, scheduler, pos, extra)
+            ckpt.write_main_state(tmp, optimizer_state, scheduler, pos, extra)
             ckpt.publish(tmp, parent, name)
             ckpt.prune(parent, keep)
         self.accelerator.wait_for_everyone()
@@ -461,9 +463,8 @@ class Trainer:
         state = ckpt.read_state(folder)
         if state.get("optimizer") is not None:  # None: dropped once the run finished
             params = list(self.trainable.values())
-            optimizer.load_state_dict(
-                self.sharding.local_optimizer_state(state["optimizer"], params)
-            )
+            saved = ckpt.with_moments(folder, state["optimizer"], params)
+            optimizer.load_state_dict(self.sharding.local_optimizer_state(saved, params))
             repage_state(optimizer)  # a paged optimizer's state back into paged buffers
         scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state.get("extra", {}))
