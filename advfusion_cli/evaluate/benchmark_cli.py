@@ -86,9 +86,7 @@ def run_benchmark(
             progress=RichEvalProgress(),
         )
     else:
-        from advfusion_cli.evaluate.cli import BASE_ONLY_FLAGS, base_spec
-        from advfusion_cli.inference.resolve import resolve_run
-        from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
+        from advfusion_cli.evaluate.cli import run_and_spec
 
         request = BenchmarkRequest(
             language=lang,
@@ -101,25 +99,16 @@ def run_benchmark(
             autocast=autocast,
             force=force,
         )
-        workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
-        ref = resolve_run(run, workdir, task=base_flags.get("data.task"))
-        spec = None
-        if ref.is_base:
-            spec = base_spec(spec_path, preset, sets, base_flags)
-        else:
-            # A run is evaluated with the model it was trained on, whatever its task was.
-            given = [
-                flag
-                for key, flag in BASE_ONLY_FLAGS.items()
-                if key != "data.source" and base_flags.get(key) is not None
-            ]
-            if spec_path is not None or sets or preset:
-                given.append("--spec/--set/--preset")
-            if given:
-                raise UserError(
-                    f"{', '.join(given)} only apply to --run base; run '{ref.run.id}' is "
-                    "evaluated with the model it was trained on."
-                )
+        # A run is evaluated with the model it was trained on, whatever its task was.
+        ref, spec = run_and_spec(
+            run,
+            base_flags,
+            spec_path,
+            preset,
+            sets,
+            trained_with="the model it was trained on",
+            free_flags=("data.source",),
+        )
         result = evaluate_benchmark(ref, request, spec=spec, out=out, progress=RichEvalProgress())
         if not world.is_main:  # `accelerate launch`: the main process reports
             return

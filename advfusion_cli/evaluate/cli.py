@@ -23,6 +23,41 @@ def base_spec(spec_path: Path | None, preset: str | None, sets: list[str] | None
     return cli_common.resolve(spec_path, preset, sets, {**flags, "method.name": "task-adapter"})
 
 
+def run_and_spec(
+    run: str,
+    base_flags: dict,
+    spec_path: Path | None,
+    preset: str | None,
+    sets: list[str] | None,
+    *,
+    trained_with: str = "the model and data it was trained on",
+    free_flags: tuple[str, ...] = (),
+):
+    """(the run `--run` names, the base model's spec for `--run base`, else None). A trained
+    run keeps what it was trained with: base-only flags given with it (other than
+    `free_flags`) are one line naming them."""
+    from advfusion_cli.inference.resolve import resolve_run
+    from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
+
+    workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
+    ref = resolve_run(run, workdir, task=base_flags.get("data.task"))
+    if ref.is_base:
+        return ref, base_spec(spec_path, preset, sets, base_flags)
+    given = [
+        flag
+        for key, flag in BASE_ONLY_FLAGS.items()
+        if key not in free_flags and base_flags.get(key) is not None
+    ]
+    if spec_path is not None or sets or preset:
+        given.append("--spec/--set/--preset")
+    if given:
+        raise UserError(
+            f"{', '.join(given)} only apply to --run base; run '{ref.run.id}' is evaluated "
+            f"with {trained_with}."
+        )
+    return ref, None
+
+
 def run_evaluate(
     *,
     run: str,
@@ -46,7 +81,6 @@ def run_evaluate(
     from advfusion_cli.evaluate.report import evaluation_table
     from advfusion_cli.evaluate.workflow import EvalRequest, evaluate
     from advfusion_cli.inference.generation import DecodingSettings
-    from advfusion_cli.inference.resolve import resolve_run
     from advfusion_cli.workflows import tracking
     from advfusion_cli.workflows.runs import DEFAULT_WORKDIR
 
@@ -63,20 +97,7 @@ def run_evaluate(
         autocast=autocast,
         force=force,
     )
-    workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
-    ref = resolve_run(run, workdir, task=base_flags.get("data.task"))
-    spec = None
-    if ref.is_base:
-        spec = base_spec(spec_path, preset, sets, base_flags)
-    else:
-        given = [flag for key, flag in BASE_ONLY_FLAGS.items() if base_flags.get(key) is not None]
-        if spec_path is not None or sets or preset:
-            given.append("--spec/--set/--preset")
-        if given:
-            raise UserError(
-                f"{', '.join(given)} only apply to --run base; run '{ref.run.id}' is evaluated "
-                "with the model and data it was trained on."
-            )
+    ref, spec = run_and_spec(run, base_flags, spec_path, preset, sets)
     result = evaluate(ref, request, spec=spec, out=out, progress=RichEvalProgress())
     if not EvalWorld.current().is_main:  # `accelerate launch`: the main process reports
         return
@@ -89,6 +110,9 @@ def run_evaluate(
     if trackers:
         from advfusion_cli.workflows.tracking_results import report_evaluation
 
-        workdir = spec.output.workdir if spec is not None else workdir
+        if spec is not None:
+            workdir = spec.output.workdir
+        else:
+            workdir = base_flags.get("output.workdir") or DEFAULT_WORKDIR
         report_evaluation(trackers, result.folder, result.record, ref.run, workdir)
         console.print(f"Reported to {', '.join(trackers)}.")
