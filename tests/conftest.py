@@ -7,6 +7,7 @@ downloaded) and saved to a temporary directory so the real `from_pretrained` pat
 from __future__ import annotations
 
 import io
+import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -152,3 +153,33 @@ def pytest_collection_modifyitems(config, items):
 
 
 _ = sys  # keep import for helpers that monkeypatch argv
+
+
+def torchrun_two(worker: Path, args: list[str], mode: str, timeout: int):
+    """`worker ARGS` under torchrun with two CPU processes (a free rendezvous port per launch,
+    --standalone); a launch that outlives `timeout` (a hang) is killed with every process it
+    started, and the test fails."""
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(worker), *args]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the workers go with it
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"torchrun {mode} did not finish within {timeout} s (a hang)")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -10,15 +10,12 @@ one process then resumes it and ends equal to the uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, torchrun_two
 
 from advfusion_cli.sandbox.programs import executable_languages
 
@@ -57,26 +54,7 @@ def launch(mode: str, commands: list[list[str]], folder: Path, timeout: int = 60
     outlives `timeout` (a hang) is killed with every process it started."""
     script = folder / f"{mode}-commands.json"
     script.write_text(json.dumps(commands))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    env["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", "2", str(WORKER), mode, str(script)]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group: the workers go with it
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"torchrun {mode} did not finish within {timeout} s (a hang)")
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return torchrun_two(WORKER, [mode, str(script)], mode, timeout)
 
 
 def one_process(*args: str):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import fusion_parity as fp
 import pytest
 import torch
-from conftest import build_tiny_model
+from conftest import build_tiny_model, torchrun_two
 from safetensors.torch import load_file
 from test_workflow_cli import common, make_tokenizer, run_dirs, write_commits
 
@@ -33,26 +32,7 @@ TOLERANCE = 1e-5
 def launch(mode: str, out: Path, adapters: Path, *more: str, timeout: int = 300):
     """torchrun with two CPU processes; a free rendezvous port per launch (--standalone).
     A launch that outlives `timeout` (a hang) is killed with every process it started."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    env["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", "2", str(WORKER), mode, str(out), str(adapters), *more]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group: the workers go with it
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"torchrun {mode} did not finish within {timeout} s (a hang)")
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return torchrun_two(WORKER, [mode, str(out), str(adapters), *more], mode, timeout)
 
 
 @pytest.fixture(scope="module")
