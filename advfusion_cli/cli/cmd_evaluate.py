@@ -103,6 +103,16 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Generate on a split (greedy, 512 new tokens by default), score with the paper's metrics (and pass@k for code generation), write predictions.jsonl and metrics.json."""
+    # n and top_p stay None here: a benchmark fills in its own protocol's values.
+    decoding = dict(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
     if benchmark is not None or completions is not None or lang is not None:
         from advfusion_cli.evaluate.benchmark_cli import run_benchmark
 
@@ -114,15 +124,7 @@ def evaluate_command(
             data=data,
             completions=completions,
             limit=limit,
-            decoding=dict(
-                n=n,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                seed=seed,
-                batch_size=batch_size,
-                max_new_tokens=max_new_tokens,
-            ),
+            decoding=decoding,
             execute=execute,
             workers=workers,
             autocast=autocast,
@@ -145,15 +147,7 @@ def evaluate_command(
         split=split,
         limit=limit,
         sample_seed=sample_seed,
-        decoding=dict(
-            n=1 if n is None else n,
-            temperature=temperature,
-            top_p=1.0 if top_p is None else top_p,
-            top_k=top_k,
-            seed=seed,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-        ),
+        decoding={**decoding, "n": 1 if n is None else n, "top_p": 1.0 if top_p is None else top_p},
         execute=execute,
         workers=workers,
         autocast=autocast,
